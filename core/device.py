@@ -1,0 +1,44 @@
+"""Device selection: CUDA when available, else CPU with one thread per physical core."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def physical_cores() -> int:
+    """Number of physical CPU cores (falls back to os.cpu_count())."""
+    try:
+        cores = set()
+        with open("/proc/cpuinfo") as f:
+            phys = core = None
+            for line in f:
+                if line.startswith("physical id"):
+                    phys = line.split(":")[1].strip()
+                elif line.startswith("core id"):
+                    core = line.split(":")[1].strip()
+                elif not line.strip() and core is not None:
+                    cores.add((phys, core))
+                    phys = core = None
+        n = len(cores)
+    except OSError:
+        n = 0
+    n = n or (os.cpu_count() or 1)
+    return max(1, min(n, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else n))
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' → cuda if available else cpu; on cpu, set torch threads to the physical core count."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(name)
+    if dev.type == "cpu" and not os.environ.get("CFG_KEEP_THREADS"):
+        torch.set_num_threads(physical_cores())
+    return dev
+
+
+def autocast_ctx(device: torch.device, dtype: str | None):
+    """bf16/fp16 autocast on CUDA when asked; a disabled context otherwise."""
+    if device.type == "cuda" and dtype in ("bf16", "fp16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
+    return torch.autocast("cpu", enabled=False)

@@ -1,0 +1,38 @@
+"""Loading the shipped assets onto the chosen device: the CFG model (batch-invariant), and both classifiers."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from core.checkpoint import ASSETS, load_model
+from core.classifier import DigitClassifier
+from core.device import pick_device
+from core.unet import FixedBatch
+
+UNET_STEM = ASSETS / "cfg_unet"
+CLASSIFIER_STEM = ASSETS / "digit_classifier"
+NOISY_CLASSIFIER_STEM = ASSETS / "noisy_classifier"
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Everything the app, CLI and notebooks sample and measure with."""
+
+    model: FixedBatch
+    classifier: DigitClassifier
+    noisy_classifier: DigitClassifier
+    device: torch.device
+
+
+def load_pipeline(device: str = "auto", assets: Path = ASSETS, chunk: int | None = None) -> Pipeline:
+    """Load and sha256-check the shipped weights; chunk defaults to 16 on CPU (bitwise same-seed) and 256 on CUDA."""
+    dev = pick_device(device)
+    unet = load_model(assets / UNET_STEM.name, dev)
+    if dev.type == "cpu":
+        unet = unet.to(memory_format=torch.channels_last)
+    model = FixedBatch(unet, chunk or (16 if dev.type == "cpu" else 256)).eval()
+    cls = load_model(assets / CLASSIFIER_STEM.name, dev)
+    ncls = load_model(assets / NOISY_CLASSIFIER_STEM.name, dev)
+    return Pipeline(model, cls, ncls, dev)

@@ -1,0 +1,110 @@
+"""Samplers as plain functions over a denoiser (k-diffusion style), in the paper's log-SNR notation.
+
+sample_ancestral: the paper's sampler (Ho & Salimans 2021, Alg. 2), variance (σ̃²)^{1−v} (σ²_{λ|λ'})^v.
+sample_ddim: deterministic DDIM (Song et al. 2021), the probability-flow discretisation.
+generate: a same-seed (n_w × n_seeds) grid in one batched run per step.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from core.diffusion import LOGSNR_MAX, LOGSNR_MIN, diffuse, eps_from_x, logsnr_schedule_cosine, posterior, x_from_eps
+from core.guidance import Denoiser, GuidanceOptions, cfg_denoiser
+from core.noise import NoiseConfig, SeededNoise
+
+MAX_STEPS = 1000
+SAMPLERS = ("ddim", "ancestral")
+
+Callback = Callable[[int, Tensor, Tensor, Tensor, "Tensor | None"], None]
+
+
+@lru_cache(maxsize=64)
+def sampling_logsnrs(steps: int) -> tuple[float, ...]:
+    """λ_0 = λ_min < … < λ_T = λ_max on the cosine schedule at u = 1, 1 − 1/T, …, 0 (cached, host floats)."""
+    if not (isinstance(steps, int) and 1 <= steps <= MAX_STEPS):
+        raise ValueError(f"steps must be an integer in [1, {MAX_STEPS}], got {steps!r}")
+    u = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    return tuple(float(v) for v in logsnr_schedule_cosine(u, LOGSNR_MIN, LOGSNR_MAX))
+
+
+def sample_ancestral(denoiser: Denoiser, z: Tensor, steps: int, noise: SeededNoise, v: float = 0.3,
+                     clip_x: bool = True, callback: Callback | None = None) -> Tensor:
+    """Paper Alg. 2: z_{λ'} ~ N(μ̃(z, x̂), (σ̃²_{λ'|λ})^{1−v} (σ²_{λ|λ'})^v); returns the final x̂ (B, C, H, W)."""
+    assert z.dim() == 4 and len(noise) == z.shape[0], (z.shape, len(noise))
+    if not (0.0 <= v <= 1.0):
+        raise ValueError(f"v must be in [0, 1], got {v}")
+    lams = sampling_logsnrs(steps)
+    with torch.inference_mode():
+        for i in range(steps):
+            lam, lam_next = lams[i], lams[i + 1]
+            # 1. Guided ε̃ at λ_i, and x̂ = (z − σ ε̃) / α.
+            out = denoiser(z, lam)
+            lam_t = torch.tensor(lam, dtype=torch.float64)
+            x_raw = x_from_eps(z, out.eps, lam_t)
+            x = x_raw.clamp(-1.0, 1.0) if clip_x else x_raw
+            if callback is not None:
+                callback(i, z, x_raw, out.eps_cond, out.eps_uncond)
+            if i == steps - 1:
+                return x
+            # 2. Posterior q(z_{λ'} | z_λ, x̂) with the paper's v-interpolated variance, and fresh seeded noise.
+            mean, var_tilde, var_fwd = posterior(z, x, lam_t, torch.tensor(lam_next, dtype=torch.float64))
+            std = float((var_tilde ** (1.0 - v) * var_fwd ** v).sqrt())
+            z = mean + std * noise.step().to(z.dtype)
+    raise AssertionError("unreachable")
+
+
+def sample_ddim(denoiser: Denoiser, z: Tensor, steps: int, noise: SeededNoise | None = None,
+                clip_x: bool = True, callback: Callback | None = None) -> Tensor:
+    """Deterministic DDIM: z_{λ'} = α_{λ'} x̂ + σ_{λ'} ε̂ (Song et al. 2021, η = 0); returns the final x̂."""
+    assert z.dim() == 4, z.shape
+    lams = sampling_logsnrs(steps)
+    with torch.inference_mode():
+        for i in range(steps):
+            lam, lam_next = lams[i], lams[i + 1]
+            # 1. Guided ε̃ and x̂; after clipping, ε̂ is recomputed so the step stays on the same line.
+            out = denoiser(z, lam)
+            lam_t = torch.tensor(lam, dtype=torch.float64)
+            x_raw = x_from_eps(z, out.eps, lam_t)
+            if callback is not None:
+                callback(i, z, x_raw, out.eps_cond, out.eps_uncond)
+            x = x_raw.clamp(-1.0, 1.0) if clip_x else x_raw
+            if i == steps - 1:
+                return x
+            eps = eps_from_x(z, x, lam_t) if clip_x else out.eps
+            # 2. Jump to λ_{i+1} along the predicted (x̂, ε̂).
+            z = diffuse(x, torch.tensor(lam_next, dtype=torch.float64), eps)
+    raise AssertionError("unreachable")
+
+
+def run_sampler(name: str, denoiser: Denoiser, noise: SeededNoise, steps: int, v: float = 0.3,
+                clip_x: bool = True, callback: Callback | None = None) -> Tensor:
+    """Dispatch on the sampler's name, starting from the seeded initial noise."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    z = noise.initial()
+    if name == "ddim":
+        return sample_ddim(denoiser, z, steps, noise, clip_x, callback)
+    return sample_ancestral(denoiser, z, steps, noise, v, clip_x, callback)
+
+
+def generate(model, seeds: list[int], labels: list[int], ws: list[float], steps: int, sampler: str = "ddim",
+             v: float = 0.3, noise_cfg: NoiseConfig = NoiseConfig(), opts: GuidanceOptions = GuidanceOptions(),
+             clip_x: bool = True, callback: Callback | None = None) -> Tensor:
+    """A same-seed grid: images (n_w, n_seeds, C, H, W) in [−1, 1]; row j uses w = ws[j] on every seed.
+
+    Sample (j, i) depends only on seeds[i], labels[i] and ws[j]: all rows share the seeds' noise streams.
+    """
+    assert len(seeds) == len(labels) and len(seeds) > 0 and len(ws) > 0, (len(seeds), len(labels), len(ws))
+    cfg = model.cfg
+    dev = next(model.parameters()).device
+    n_w, n_s = len(ws), len(seeds)
+    noise = SeededNoise(list(seeds), (cfg.in_channels, cfg.image_size, cfg.image_size), noise_cfg, dev).repeat(n_w)
+    c = torch.tensor(list(labels) * n_w, dtype=torch.long, device=dev)
+    w = torch.tensor(ws, dtype=torch.float32).repeat_interleave(n_s)
+    den = cfg_denoiser(model, c, w, cfg.null_label, opts)
+    x = run_sampler(sampler, den, noise, steps, v, clip_x, callback)
+    return x.reshape(n_w, n_s, *x.shape[1:])

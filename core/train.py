@@ -1,0 +1,234 @@
+"""Training: the CFG diffusion model (paper Alg. 1), the metric classifier and the noisy classifier p_φ(c | z_λ).
+
+    python -m core.train diffusion  --out assets/cfg_unet   --steps 4500 --batch 128
+    python -m core.train classifier --out assets/digit_classifier --steps 3000
+    python -m core.train noisy-classifier --out assets/noisy_classifier --steps 4000
+
+Runs on CUDA when present, else on the CPU; checkpoints to runs/<name>/ every --ckpt-minutes; --resume continues.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from core.checkpoint import save_model
+from core.classifier import ClassifierConfig, DigitClassifier
+from core.data import SPLIT_SEED, N_HELDOUT_PER_CLASS, load_split
+from core.device import pick_device
+from core.diffusion import diffuse, logsnr_schedule_cosine
+from core.unet import UNet, UNetConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run; recorded in the weights' JSON."""
+
+    task: str
+    steps: int
+    batch: int
+    lr: float
+    p_uncond: float = 0.1
+    ema_decay: float = 0.999
+    warmup: int = 200
+    seed: int = 0
+    augment_shift: int = 0
+    split_seed: int = SPLIT_SEED
+    heldout_per_class: int = N_HELDOUT_PER_CLASS
+
+
+def diffusion_loss(model: UNet, x: Tensor, c: Tensor, p_uncond: float, gen: torch.Generator | None = None) -> Tensor:
+    """Paper Alg. 1: drop c to ∅ with prob p_uncond, λ = λ(u), u ~ U[0,1], loss ‖ε_θ(z_λ, c) − ε‖²."""
+    b = x.shape[0]
+    dev = x.device
+    drop = torch.rand(b, device=dev, generator=gen) < p_uncond
+    c = torch.where(drop, torch.full_like(c, model.cfg.null_label), c)
+    u = torch.rand(b, device=dev, generator=gen)
+    logsnr = logsnr_schedule_cosine(u)
+    eps = torch.randn(x.shape, device=dev, generator=gen)
+    z = diffuse(x, logsnr, eps)
+    return F.mse_loss(model(z, logsnr, c), eps)
+
+
+def random_shift(x: Tensor, max_shift: int) -> Tensor:
+    """Translate each image by an integer offset in [−max_shift, max_shift] (background −1 fills in)."""
+    if max_shift <= 0:
+        return x
+    b, _, h, w = x.shape
+    pad = F.pad(x, (max_shift,) * 4, value=-1.0)
+    dy = torch.randint(0, 2 * max_shift + 1, (b, 1, 1), device=x.device)
+    dx = torch.randint(0, 2 * max_shift + 1, (b, 1, 1), device=x.device)
+    rows = (torch.arange(h, device=x.device)[None, :, None] + dy).expand(b, h, w)
+    cols = (torch.arange(w, device=x.device)[None, None, :] + dx).expand(b, h, w)
+    flat = rows * pad.shape[-1] + cols
+    return pad.flatten(2).gather(2, flat.reshape(b, 1, -1)).reshape(b, 1, h, w)
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup))
+    cos = 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, cfg.steps))))
+    return cfg.lr * warm * (0.1 + 0.9 * cos)
+
+
+def _save_ckpt(path: Path, step: int, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        st = opt.state.get(p, {})
+        for name, v in st.items():
+            tensors[f"opt.{i}.{name}"] = torch.as_tensor(v).detach().cpu().reshape(-1) if not torch.is_tensor(v) or v.dim() == 0 else v.detach().cpu().contiguous()
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"step": str(step)})
+    tmp.replace(path)
+
+
+def _load_ckpt(path: Path, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        step = int(f.metadata()["step"])
+    t = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")})
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        st = {}
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            key = f"opt.{i}.{name}"
+            if key in t:
+                v = t[key].to(p.device)
+                st[name] = v.reshape(()) if name == "step" else v
+        if st:
+            opt.state[p] = st
+    return step
+
+
+def train(kind: str, out: Path, cfg: TrainConfig, model_cfg, device_name: str = "auto", resume: bool = False,
+          ckpt_minutes: float = 5.0, log_every: int = 50) -> dict:
+    """Train one model and write its EMA weights to out.{safetensors,json}; returns the JSON record."""
+    from tqdm import tqdm
+
+    dev = pick_device(device_name)
+    torch.manual_seed(cfg.seed)
+    x_train, y_train = load_split("train")
+    x_held, y_held = load_split("heldout")
+    x_train, y_train = x_train.to(dev), y_train.to(dev)
+    model: nn.Module = (UNet(model_cfg) if kind == "diffusion" else DigitClassifier(model_cfg)).to(dev)
+    ema = copy.deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0 if kind == "diffusion" else 1e-4)
+    run_dir = Path("runs") / out.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = run_dir / "ckpt.safetensors"
+    step = _load_ckpt(ckpt, model, ema, opt) if resume and ckpt.exists() else 0
+    log = open(run_dir / "train.log", "a")
+    t0, last_ckpt, elapsed_before = time.time(), time.time(), 0.0
+    n = x_train.shape[0]
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {kind}", mininterval=5)
+    loss_avg = None
+    while step < cfg.steps:
+        # 1. Sample a minibatch (with optional shift augmentation for the classifiers).
+        idx = torch.randint(0, n, (cfg.batch,), device=dev)
+        x, c = random_shift(x_train[idx], cfg.augment_shift), y_train[idx]
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, cfg)
+        # 2. The task's loss.
+        if kind == "diffusion":
+            loss = diffusion_loss(model, x, c, cfg.p_uncond)
+        elif kind == "noisy-classifier":
+            u = torch.rand(cfg.batch, device=dev)
+            logsnr = logsnr_schedule_cosine(u)
+            z = diffuse(x, logsnr, torch.randn_like(x))
+            loss = F.cross_entropy(model(z, logsnr), c)
+        else:
+            loss = F.cross_entropy(model(x), c, label_smoothing=0.05)
+        # 3. Gradient step with clipping, then the EMA update.
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1.0 - decay)
+            for be, bm in zip(ema.buffers(), model.buffers()):
+                be.copy_(bm)
+        step += 1
+        bar.update(1)
+        # 4. Log and checkpoint.
+        if step % log_every == 0:
+            lv = loss.item()
+            loss_avg = lv if loss_avg is None else 0.9 * loss_avg + 0.1 * lv
+            bar.set_postfix(loss=f"{loss_avg:.4f}")
+            log.write(json.dumps({"step": step, "loss": lv, "loss_ema": loss_avg, "lr": _lr_at(step, cfg), "t": time.time() - t0}) + "\n")
+            log.flush()
+        if time.time() - last_ckpt > ckpt_minutes * 60 or step == cfg.steps:
+            _save_ckpt(ckpt, step, model, ema, opt)
+            last_ckpt = time.time()
+    bar.close()
+    seconds = time.time() - t0
+    report = {"train_seconds_this_run": round(seconds, 1), "device": str(dev),
+              "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+              "torch": torch.__version__, "final_loss_ema": loss_avg, "train": asdict(cfg)}
+    ema = ema.cpu()
+    if kind != "diffusion":
+        report.update(evaluate_classifier(ema, x_held, y_held, noisy=(kind == "noisy-classifier")))
+    record = save_model(ema, out, "unet" if kind == "diffusion" else "classifier", report)
+    log.write(json.dumps({"done": True, **{k: v for k, v in report.items() if k != "train"}}) + "\n")
+    return record
+
+
+@torch.inference_mode()
+def evaluate_classifier(model: DigitClassifier, x: Tensor, y: Tensor, noisy: bool) -> dict:
+    """Held-out accuracy (clean), or at λ = 0 and λ = 4 for the noisy classifier."""
+    model.eval()
+    if not noisy:
+        return {"heldout_accuracy": float((model(x).argmax(1) == y).float().mean())}
+    out = {}
+    g = torch.Generator().manual_seed(0)
+    for lam in (-4.0, 0.0, 4.0):
+        logsnr = torch.full((x.shape[0],), lam)
+        z = diffuse(x, logsnr, torch.randn(x.shape, generator=g))
+        out[f"heldout_accuracy_logsnr_{lam:g}"] = float((model(z, logsnr).argmax(1) == y).float().mean())
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI entry point."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("task", choices=["diffusion", "classifier", "noisy-classifier"])
+    ap.add_argument("--out", type=Path, required=True, help="output stem, e.g. assets/cfg_unet")
+    ap.add_argument("--steps", type=int, default=4500)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--channels", type=int, nargs="+", default=None)
+    ap.add_argument("--num-res-blocks", type=int, default=1)
+    ap.add_argument("--p-uncond", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--ckpt-minutes", type=float, default=5.0)
+    a = ap.parse_args(argv)
+    if a.task == "diffusion":
+        mcfg = UNetConfig(channels=tuple(a.channels or (16, 32, 64)), num_res_blocks=a.num_res_blocks)
+        tcfg = TrainConfig(a.task, a.steps, a.batch, a.lr or 2e-3, p_uncond=a.p_uncond, seed=a.seed)
+    else:
+        mcfg = ClassifierConfig(channels=tuple(a.channels or (32, 64)), noise_conditional=(a.task == "noisy-classifier"))
+        tcfg = TrainConfig(a.task, a.steps, a.batch, a.lr or 2e-3, p_uncond=0.0, seed=a.seed, augment_shift=2, ema_decay=0.995)
+    rec = train(a.task, a.out, tcfg, mcfg, a.device, a.resume, a.ckpt_minutes)
+    print(json.dumps({k: v for k, v in rec.items() if k != "config"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
