@@ -1,0 +1,175 @@
+"""Sample-quality metrics in numpy float64: FID (Heusel et al. 2017), IS (Salimans et al. 2016), KID (Bińkowski et al. 2018).
+
+Features come from the project's digit classifier (the stand-in for Inception), or from the standard
+FID Inception network when the user supplies its weights file locally (nothing is ever downloaded).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from core.checkpoint import ASSETS
+
+REF_STATS = ASSETS / "ref_stats.npz"
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """FID = ‖μ1 − μ2‖² + tr Σ1 + tr Σ2 − 2 tr √(√Σ1 Σ2 √Σ1), via eigh with tiny negative eigenvalues clipped."""
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    assert mu1.shape == mu2.shape and s1.shape == s2.shape == (mu1.size, mu1.size), (mu1.shape, s1.shape, s2.shape)
+    vals, vecs = np.linalg.eigh((s1 + s1.T) / 2)
+    sqrt_s1 = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+    m = sqrt_s1 @ s2 @ sqrt_s1
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum()
+    diff = mu1 - mu2
+    return float(max(0.0, diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean))
+
+
+def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(μ, Σ) of features (N, d), float64, with the unbiased covariance."""
+    f = np.asarray(feats, np.float64)
+    assert f.ndim == 2 and f.shape[0] >= 2, f.shape
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
+def inception_score(probs: np.ndarray, splits: int = 10) -> tuple[float, float]:
+    """IS = exp(E_x KL(p(y|x) ‖ p(y))) per split; returns (mean, std) over splits."""
+    p = np.asarray(probs, np.float64)
+    assert p.ndim == 2, p.shape
+    splits = max(1, min(splits, p.shape[0]))
+    scores = []
+    for part in np.array_split(p, splits):
+        py = part.mean(0, keepdims=True)
+        kl = (part * (np.log(np.clip(part, 1e-12, None)) - np.log(np.clip(py, 1e-12, None)))).sum(1)
+        scores.append(np.exp(kl.mean()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def kernel_inception_distance(f_gen: np.ndarray, f_real: np.ndarray, subsets: int = 50, subset_size: int = 500,
+                              seed: int = 0, scale: float = 1.0) -> tuple[float, float]:
+    """KID: unbiased MMD² with k(x, y) = (x·y/d + 1)³ on features / scale, averaged over random subsets; (mean, std)."""
+    a, b = np.asarray(f_gen, np.float64) / scale, np.asarray(f_real, np.float64) / scale
+    assert a.ndim == b.ndim == 2 and a.shape[1] == b.shape[1], (a.shape, b.shape)
+    d = a.shape[1]
+    m = min(subset_size, a.shape[0], b.shape[0])
+    if m < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(subsets):
+        x = a[rng.choice(a.shape[0], m, replace=False)]
+        y = b[rng.choice(b.shape[0], m, replace=False)]
+        kxx = (x @ x.T / d + 1) ** 3
+        kyy = (y @ y.T / d + 1) ** 3
+        kxy = (x @ y.T / d + 1) ** 3
+        mmd = (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean()
+        vals.append(mmd)
+    return float(np.mean(vals)), float(np.std(vals))
+
+
+@torch.inference_mode()
+def classifier_features(classifier: torch.nn.Module, x: Tensor, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """(features (N, d), softmax probabilities (N, K)) of images x (N, 1, 28, 28) in [−1, 1], clipped first."""
+    assert x.dim() == 4, x.shape
+    dev = next(classifier.parameters()).device
+    feats, probs = [], []
+    for i in range(0, x.shape[0], batch):
+        xb = x[i:i + batch].to(dev).float().clamp(-1, 1)
+        f = classifier.features(xb)
+        feats.append(f.double().cpu().numpy())
+        probs.append(torch.softmax(classifier.head(f).double(), 1).cpu().numpy())
+    return np.concatenate(feats), np.concatenate(probs)
+
+
+class InceptionFeatures:
+    """The standard FID Inception-v3 (2015-12-05) from a *local* TorchScript file, e.g. inception-2015-12-05.pt.
+
+    Nothing is downloaded: a missing file is a clear error. Grayscale 28×28 digits are replicated to RGB and
+    resized to 299×299 inside the network, as the FID reference implementations do.
+    """
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"Inception weights not found at {p}. FID/IS with Inception needs the standard FID network "
+                "(inception-2015-12-05.pt, TorchScript) as a local file; nothing is downloaded. "
+                "Without it, use the built-in digit classifier (features='classifier').")
+        if p.suffix == ".pth":
+            raise ValueError(f"{p} is a bare state dict (pt_inception-*.pth); this path needs the TorchScript export "
+                             "inception-2015-12-05.pt of the same weights")
+        self.net = torch.jit.load(str(p), map_location=device).eval()
+        self.device = torch.device(device)
+
+    @torch.inference_mode()
+    def __call__(self, x: Tensor, batch: int = 100) -> tuple[np.ndarray, np.ndarray]:
+        """(2048-d pool features, 1008-way softmax) of images in [−1, 1], (N, C, H, W) with C ∈ {1, 3}."""
+        feats, probs = [], []
+        for i in range(0, x.shape[0], batch):
+            xb = x[i:i + batch].to(self.device).float().clamp(-1, 1)
+            if xb.shape[1] == 1:
+                xb = xb.expand(-1, 3, -1, -1)
+            u8 = ((xb + 1) * 127.5).round().to(torch.uint8)
+            feats.append(self.net(u8, return_features=True).double().cpu().numpy())
+            logits = self.net(u8, return_features=False)
+            probs.append(torch.softmax(logits.double(), 1).cpu().numpy())
+        return np.concatenate(feats), np.concatenate(probs)
+
+
+def kid_scale(ref_features: np.ndarray) -> float:
+    """RMS of the reference features: our classifier's features are ~5× Inception's scale, so KID divides by it."""
+    return float(np.sqrt(np.mean(np.asarray(ref_features, np.float64) ** 2)))
+
+
+def compute_ref_stats(classifier: torch.nn.Module) -> dict[str, np.ndarray]:
+    """Reference statistics of the real training digits (μ, Σ, features) and the held-out digits' scores."""
+    from core.data import load_split
+
+    x_tr, _ = load_split("train")
+    x_he, _ = load_split("heldout")
+    f_tr, _ = classifier_features(classifier, x_tr)
+    f_he, p_he = classifier_features(classifier, x_he)
+    mu, sigma = feature_stats(f_tr)
+    mu_h, sigma_h = feature_stats(f_he)
+    is_h = inception_score(p_he, splits=1)[0]
+    return {"mu": mu, "sigma": sigma, "features": f_tr.astype(np.float32),
+            "heldout_fid": np.float64(frechet_distance(mu_h, sigma_h, mu, sigma)),
+            "heldout_is": np.float64(is_h),
+            "heldout_kid": np.float64(kernel_inception_distance(f_he, f_tr, scale=kid_scale(f_tr))[0]),
+            "n_heldout": np.int64(x_he.shape[0])}
+
+
+def load_ref_stats(path: Path = REF_STATS) -> dict[str, np.ndarray]:
+    """The shipped reference statistics (no pickles)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"missing reference statistics {path}: run `python -m core.metrics --write-ref`")
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def main() -> None:
+    """`python -m core.metrics --write-ref` regenerates assets/ref_stats.npz from the shipped classifier."""
+    import argparse
+    import time
+
+    from core.checkpoint import load_model
+    from core.pipeline import CLASSIFIER_STEM
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--write-ref", action="store_true")
+    ap.add_argument("--out", type=Path, default=REF_STATS)
+    a = ap.parse_args()
+    if a.write_ref:
+        t = time.time()
+        stats = compute_ref_stats(load_model(CLASSIFIER_STEM))
+        np.savez_compressed(a.out, **stats)
+        print(f"wrote {a.out} in {time.time() - t:.1f} s: held-out FID {float(stats['heldout_fid']):.3f}, "
+              f"IS {float(stats['heldout_is']):.3f}, KID {float(stats['heldout_kid']):.5f}")
+
+
+if __name__ == "__main__":
+    main()
