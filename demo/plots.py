@@ -1,0 +1,194 @@
+"""Plotly figures and small image helpers for the UI (no model code here)."""
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from PIL import Image
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+# Ho & Salimans (2021), Table 1: ImageNet 64×64, 50k samples per w, T = 256. Not our model.
+PAPER_IMAGENET64 = [(0, 1.80, 53.71), (0.1, 1.55, 66.11), (0.2, 2.04, 78.91), (0.3, 3.03, 92.8), (0.4, 4.30, 106.2),
+                    (0.5, 5.74, 119.3), (0.6, 7.19, 131.1), (0.7, 8.62, 141.8), (0.8, 10.08, 151.6), (0.9, 11.41, 161.0),
+                    (1.0, 12.6, 170.1), (2.0, 21.03, 225.5), (3.0, 24.83, 250.4), (4.0, 26.22, 260.2)]
+
+
+def read_big_sweep(path: Path = ASSETS / "big_sweep.csv") -> list[dict]:
+    """Rows of the shipped big sweep (see README for the command that made it)."""
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k in ("w", "s", "temperature", "FID", "IS", "IS_std", "KID", "KID_std", "N", "steps", "seconds"):
+            r[k] = float(r[k])
+        r["truncation"] = float(r["truncation"]) if r["truncation"] else None
+    return rows
+
+
+def _family(rows: list[dict]) -> dict[str, list[dict]]:
+    fam: dict[str, list[dict]] = {"CFG": [], "truncation": [], "temperature": []}
+    for r in rows:
+        if r["truncation"] is not None:
+            fam["truncation"].append(r)
+        elif r["temperature"] != 1.0:
+            fam["temperature"].append(r)
+        else:
+            fam["CFG"].append(r)
+    return fam
+
+
+def tradeoff_figure(rows: list[dict]) -> go.Figure:
+    """FID vs IS of CFG (by w) and of the truncation / temperature baselines (paper Fig. 2 analogue)."""
+    fig = go.Figure()
+    style = {"CFG": ("circle", "#1f77b4"), "truncation": ("x", "#d62728"), "temperature": ("diamond", "#2ca02c")}
+    for name, rs in _family(rows).items():
+        if not rs:
+            continue
+        sym, col = style[name]
+        fig.add_trace(go.Scatter(x=[r["IS"] for r in rs], y=[r["FID"] for r in rs], mode="lines+markers+text" if name == "CFG" else "markers+text",
+                                 text=[r["label"] for r in rs], textposition="top center", name=name,
+                                 marker=dict(symbol=sym, size=9, color=col),
+                                 error_x=dict(type="data", array=[r["IS_std"] for r in rs], visible=True)))
+    fig.update_layout(title="MNIST (our model): FID vs IS — lower-right is better", xaxis_title="IS (digit classifier) ↑",
+                      yaxis_title="FID (digit-classifier features) ↓", height=420, margin=dict(l=50, r=20, t=50, b=40))
+    return fig
+
+
+def curves_figure(live_rows: list[dict], big_rows: list[dict]) -> go.Figure:
+    """FID vs w, IS vs w, FID vs IS (ours: live + precomputed) and the paper's ImageNet 64×64 table in its own panel."""
+    fig = make_subplots(rows=1, cols=4, subplot_titles=("FID vs w (ours)", "IS vs w (ours)", "FID vs IS (ours, Fig. 2)",
+                                                          "ImageNet 64×64, paper Table 1 (not our model)"),
+                        specs=[[{}, {}, {}, {"secondary_y": True}]], horizontal_spacing=0.07)
+    big = _family(big_rows)["CFG"]
+    if big:
+        n = int(big[0]["N"])
+        kw = dict(mode="lines+markers", line=dict(color="#999999", dash="dot"), legendgroup="big")
+        fig.add_trace(go.Scatter(x=[r["w"] for r in big], y=[r["FID"] for r in big], name=f"precomputed N={n}", **kw), 1, 1)
+        fig.add_trace(go.Scatter(x=[r["w"] for r in big], y=[r["IS"] for r in big], showlegend=False,
+                                 error_y=dict(array=[r["IS_std"] for r in big]), **kw), 1, 2)
+        fig.add_trace(go.Scatter(x=[r["IS"] for r in big], y=[r["FID"] for r in big], showlegend=False, **kw), 1, 3)
+    if live_rows:
+        rs = sorted(live_rows, key=lambda r: r["w"])
+        n = rs[0]["N"]
+        kw = dict(mode="lines+markers", line=dict(color="#1f77b4"), legendgroup="live")
+        fig.add_trace(go.Scatter(x=[r["w"] for r in rs], y=[r["FID"] for r in rs], name=f"live N={n}", **kw), 1, 1)
+        fig.add_trace(go.Scatter(x=[r["w"] for r in rs], y=[r["IS"] for r in rs], showlegend=False,
+                                 error_y=dict(array=[r["IS_std"] for r in rs]), **kw), 1, 2)
+        fig.add_trace(go.Scatter(x=[r["IS"] for r in rs], y=[r["FID"] for r in rs], showlegend=False,
+                                 error_x=dict(array=[r["IS_std"] for r in rs]), text=[f"w={r['w']:g}" for r in rs], **kw), 1, 3)
+    pw = [p[0] for p in PAPER_IMAGENET64]
+    fig.add_trace(go.Scatter(x=pw, y=[p[1] for p in PAPER_IMAGENET64], name="paper ImageNet FID", mode="lines+markers",
+                             line=dict(color="#d62728")), 1, 4, secondary_y=False)
+    fig.add_trace(go.Scatter(x=pw, y=[p[2] for p in PAPER_IMAGENET64], name="paper ImageNet IS", mode="lines+markers",
+                             line=dict(color="#ff7f0e", dash="dash")), 1, 4, secondary_y=True)
+    for col in (1, 2, 4):
+        fig.update_xaxes(title_text="w", row=1, col=col)
+    fig.update_xaxes(title_text="IS", row=1, col=3)
+    fig.update_yaxes(title_text="FID ↓", row=1, col=1)
+    fig.update_yaxes(title_text="IS ↑", row=1, col=2)
+    fig.update_yaxes(title_text="FID ↓", row=1, col=3)
+    fig.update_yaxes(title_text="ImageNet FID", row=1, col=4, secondary_y=False)
+    fig.update_yaxes(title_text="ImageNet IS", row=1, col=4, secondary_y=True)
+    fig.update_layout(height=430, margin=dict(l=40, r=40, t=60, b=40), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def confidence_figure(names: list[str], p_guide: np.ndarray, p_metric: np.ndarray) -> go.Figure:
+    """Mean p(c | x) by the guiding noisy classifier and by the independent metric classifier, per method."""
+    fig = go.Figure([go.Bar(x=names, y=p_guide, name="guiding classifier p_φ(c|x)"),
+                     go.Bar(x=names, y=p_metric, name="independent classifier p(c|x)")])
+    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.02], title="mean confidence in the target class"),
+                      height=380, margin=dict(l=50, r=20, t=30, b=120), title="Does the guide's confidence transfer?")
+    return fig
+
+
+def histogram_figure(ws: list[float], raw: np.ndarray, fixed: np.ndarray | None) -> go.Figure:
+    """Histogram of the final x̂ before clipping, one trace per w (and with the remedy, dashed)."""
+    fig = go.Figure()
+    bins = dict(start=-3, end=3, size=0.05)
+    for j, w in enumerate(ws):
+        fig.add_trace(go.Histogram(x=raw[j].ravel(), xbins=bins, name=f"w={w:g}", opacity=0.55, histnorm="probability"))
+        if fixed is not None:
+            fig.add_trace(go.Histogram(x=fixed[j].ravel(), xbins=bins, name=f"w={w:g} + remedy", opacity=0.55,
+                                       histnorm="probability", marker_pattern_shape="/"))
+    fig.add_vline(x=-1, line_dash="dot")
+    fig.add_vline(x=1, line_dash="dot")
+    fig.update_layout(barmode="overlay", xaxis_title="pixel value of x̂ (clipping range [−1, 1] dotted)", yaxis_type="log",
+                      yaxis_title="fraction of pixels", height=360, margin=dict(l=50, r=20, t=30, b=40))
+    return fig
+
+
+def saturation_figure(ws: list[float], sat: np.ndarray, sat_fixed: np.ndarray | None) -> go.Figure:
+    """Fraction of pixels with |x̂| > 1 before clipping, as a curve over w."""
+    fig = go.Figure([go.Scatter(x=ws, y=100 * sat, mode="lines+markers", name="CFG")])
+    if sat_fixed is not None:
+        fig.add_trace(go.Scatter(x=ws, y=100 * sat_fixed, mode="lines+markers", name="CFG + remedy"))
+    fig.update_layout(xaxis_title="w", yaxis_title="% pixels with |x̂| > 1", height=360, margin=dict(l=50, r=20, t=30, b=40))
+    return fig
+
+
+def extrapolation_figure(e_u: np.ndarray, e_c: np.ndarray, w: float, n_pix: int = 8) -> go.Figure:
+    """ε̃ = ε(z) + (1+w)(ε(z,c) − ε(z)): for the pixels where the two ε differ most, a straight line through t = 0, 1, 1+w."""
+    d = (e_c - e_u).ravel()
+    idx = np.argsort(-np.abs(d))[:n_pix]
+    t = np.array([min(0.0, 1 + w), 0.0, 1.0, max(1.0, 1 + w)])
+    fig = go.Figure()
+    for k in idx:
+        u, c = e_u.ravel()[k], e_c.ravel()[k]
+        fig.add_trace(go.Scatter(x=t, y=u + t * (c - u), mode="lines", line=dict(width=1, color="#bbbbbb"), showlegend=False))
+    pts = [(0.0, e_u, "ε(z)  (t = 0)", "#2ca02c"), (1.0, e_c, "ε(z,c)  (t = 1)", "#1f77b4"),
+           (1 + w, (1 + w) * e_c - w * e_u, f"ε̃  (t = 1+w = {1 + w:g})", "#d62728")]
+    for tt, e, name, col in pts:
+        fig.add_trace(go.Scatter(x=[tt] * n_pix, y=e.ravel()[idx], mode="markers", name=name, marker=dict(size=9, color=col)))
+    fig.update_layout(xaxis_title="t in ε(z) + t·(ε(z,c) − ε(z))", yaxis_title="ε at 8 pixels", height=360,
+                      margin=dict(l=50, r=20, t=30, b=40), title="ε̃ is a linear extrapolation from ε(z) through ε(z,c)")
+    return fig
+
+
+def _to_u8(a: np.ndarray, mode: str) -> np.ndarray:
+    if mode == "x":
+        return ((np.clip(a, -1, 1) + 1) * 127.5).astype(np.uint8)
+    m = max(float(np.abs(a).max()), 1e-6) if mode == "diff" else 3.0
+    return ((np.clip(a / m, -1, 1) + 1) * 127.5).astype(np.uint8)
+
+
+def panel_row(panels: list[tuple[str, np.ndarray, str]], scale: int = 5) -> Image.Image:
+    """Labelled 28×28 panels side by side; ε maps shown on a symmetric scale (grey = 0)."""
+    from core.images import grid_image
+
+    imgs = np.stack([_to_u8(a, mode) for _, a, mode in panels])[None]
+    return grid_image(imgs, scale, col_labels=[name for name, _, _ in panels], pad=4)
+
+
+def sprite_html(sheet: Image.Image, n_frames: int, ws: list[float], scale_pad: tuple[int, int] = (3, 2)) -> str:
+    """A sprite-sheet viewer: one row of the sheet at a time, chosen client-side by the scrub slider (no server trip)."""
+    scale, pad = scale_pad
+    row_h = 28 * scale + pad
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    w0 = ws.index(0.0) if 0.0 in ws else 0
+    return (f'<div id="scrub-view" data-ws=\'{json.dumps(ws)}\' data-rowh="{row_h}" '
+            f'style="width:{sheet.width}px;height:{row_h + pad}px;background-image:url({uri});'
+            f'background-repeat:no-repeat;background-position:0px {-w0 * row_h}px;image-rendering:pixelated"></div>'
+            f'<div id="scrub-label">w = {ws[w0]:g}, s = {1 + ws[w0]:g}</div>')
+
+
+SCRUB_JS = """
+(w) => {
+  const el = document.getElementById('scrub-view');
+  if (!el) return;
+  const ws = JSON.parse(el.dataset.ws), rowh = parseFloat(el.dataset.rowh);
+  let best = 0;
+  for (let j = 1; j < ws.length; j++) if (Math.abs(ws[j] - w) < Math.abs(ws[best] - w)) best = j;
+  el.style.backgroundPosition = `0px ${-best * rowh}px`;
+  const lab = document.getElementById('scrub-label');
+  if (lab) lab.textContent = `w = ${ws[best]}, s = ${1 + ws[best]} (nearest precomputed to ${w})`;
+}
+"""

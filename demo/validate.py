@@ -1,0 +1,115 @@
+"""Input validation: every bad value becomes a gr.Error with a clear message, before any work starts."""
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+
+W_MIN, W_MAX = -1.0, 20.0
+MAX_STEPS = 256
+MAX_SEEDS = 64
+MAX_W_VALUES = 16
+MAX_GRID_SAMPLES = 512  # memory cap: n_w × n_seeds per request (≈ 60 MB of activations per chunk set on CPU)
+MAX_CURVE_N = 2000
+MAX_CURVE_POINTS = 12
+SEED_MAX = 2**31 - 1
+
+
+def _number(value, name: str) -> float:
+    if isinstance(value, bool):
+        raise gr.Error(f"{name} must be a number, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise gr.Error(f"{name} must be a finite number, got {value!r}")
+    return x
+
+
+def check_w(value) -> float:
+    """A guidance weight in [−1, 20] (w = −1 is the unconditional model)."""
+    w = _number(value, "w")
+    if not W_MIN <= w <= W_MAX:
+        raise gr.Error(f"w must be between {W_MIN:g} and {W_MAX:g}, got {w:g}")
+    return w
+
+
+def check_int(value, name: str, lo: int, hi: int) -> int:
+    """An integer in [lo, hi]; 2.5 or 'x' is refused, 3.0 is accepted."""
+    x = _number(value, name)
+    if x != int(x):
+        raise gr.Error(f"{name} must be a whole number, got {value!r}")
+    x = int(x)
+    if not lo <= x <= hi:
+        raise gr.Error(f"{name} must be between {lo} and {hi}, got {x}")
+    return x
+
+
+def check_steps(value) -> int:
+    """Sampling steps T in [1, 256] (the paper uses T = 256)."""
+    return check_int(value, "steps", 1, MAX_STEPS)
+
+
+def check_seed(value) -> int:
+    """A seed in [0, 2^31 − 1]."""
+    return check_int(value, "seed", 0, SEED_MAX)
+
+
+def check_class(value) -> int:
+    """A digit class 0..9."""
+    return check_int(value, "class", 0, 9)
+
+
+def check_n_seeds(value) -> int:
+    """How many seeds (columns/rows) in one request."""
+    return check_int(value, "number of seeds", 1, MAX_SEEDS)
+
+
+def check_sampler(value) -> str:
+    """'ddim' or 'ancestral'."""
+    if value not in ("ddim", "ancestral"):
+        raise gr.Error(f"unknown sampler {value!r}: choose 'ddim' or 'ancestral'")
+    return value
+
+
+def check_v(value) -> float:
+    """The ancestral sampler's variance interpolation v ∈ [0, 1]."""
+    v = _number(value, "v")
+    if not 0.0 <= v <= 1.0:
+        raise gr.Error(f"v must be between 0 and 1, got {v:g}")
+    return v
+
+
+def parse_w_list(text, max_values: int = MAX_W_VALUES) -> list[float]:
+    """A comma/space separated list of w values, each in [−1, 20]."""
+    if isinstance(text, (list, tuple)):
+        items = list(text)
+    else:
+        items = [t for t in str(text if text is not None else "").replace(";", ",").replace(" ", ",").split(",") if t.strip()]
+    if not items:
+        raise gr.Error("the w list is empty: give at least one value, e.g. 0, 1, 3")
+    if len(items) > max_values:
+        raise gr.Error(f"too many w values ({len(items)}); at most {max_values}")
+    return [check_w(t) for t in items]
+
+
+def check_threshold(value) -> float:
+    """A truncation threshold > 0."""
+    t = _number(value, "truncation threshold")
+    if not t > 0:
+        raise gr.Error(f"truncation threshold must be > 0, got {t:g}")
+    if t > 10:
+        raise gr.Error(f"truncation threshold must be ≤ 10, got {t:g}")
+    return t
+
+
+def check_grid_size(n_w: int, n_seeds: int) -> None:
+    """Refuse a batch above the memory cap before any work starts."""
+    if n_w * n_seeds > MAX_GRID_SAMPLES:
+        raise gr.Error(f"{n_w} w values × {n_seeds} seeds = {n_w * n_seeds} samples exceeds the cap of {MAX_GRID_SAMPLES} per request")
+
+
+def check_curve_n(value) -> int:
+    """Samples per w for the live curves."""
+    return check_int(value, "N (samples per w)", 10, MAX_CURVE_N)
