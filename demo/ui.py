@@ -185,6 +185,6 @@ def build_demo() -> gr.Blocks:
 
 def launch_kwargs() -> dict:
     """launch() arguments: theme and CSS, and only assets/ may be served."""
-    return dict(theme=gr.themes.Soft(), css=CSS, allowed_paths=[str(ROOT / "assets")],
+    return dict(theme=gr.themes.Soft(), css=CSS, allowed_paths=[str(ROOT / "assets")], show_error=True,
                 server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
