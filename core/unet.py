@@ -159,7 +159,8 @@ class UNet(nn.Module):
 class FixedBatch(nn.Module):
     """Runs a model in fixed-size chunks (padding the last), so each sample's ε is bitwise independent of the batch.
 
-    oneDNN/cuBLAS pick kernels by batch size, which changes the low bits; a fixed chunk pins the kernel.
+    oneDNN/cuBLAS pick kernels by batch size, which changes the low bits; a fixed chunk pins the kernel. A fixed
+    shape is also what torch.compile likes: enable_compile() compiles the inner model once, for that one shape.
     """
 
     def __init__(self, model: UNet, chunk: int = 16):
@@ -168,6 +169,27 @@ class FixedBatch(nn.Module):
         self.inner = model
         self.chunk = chunk
         self.cfg = model.cfg
+        self.compiled = None  # set by enable_compile(); None = eager
+
+    def enable_compile(self, swap_lock=None) -> str:
+        """Compile the inner model for the chunk shape and warm it up; returns 'compiled' or 'eager (<reason>)'.
+
+        The swap happens under swap_lock (when given), so a sampling run holding it never mixes eager and compiled.
+        """
+        try:
+            fn = torch.compile(self.inner, dynamic=False)
+            p = next(self.inner.parameters())
+            z = torch.zeros(self.chunk, self.cfg.in_channels, self.cfg.image_size, self.cfg.image_size, device=p.device)
+            with torch.inference_mode():
+                fn(z, torch.zeros(self.chunk, device=p.device), torch.zeros(self.chunk, dtype=torch.long, device=p.device))
+        except Exception as e:  # no C++ compiler, unsupported platform, …: stay eager
+            return f"eager ({type(e).__name__}: {str(e)[:120]})"
+        if swap_lock is None:
+            self.compiled = fn
+        else:
+            with swap_lock:
+                self.compiled = fn
+        return "compiled"
 
     def forward(self, z: Tensor, logsnr: Tensor, c: Tensor) -> Tensor:
         b, k = z.shape[0], self.chunk
@@ -176,5 +198,6 @@ class FixedBatch(nn.Module):
             z = torch.cat([z, z[:1].expand(pad, *z.shape[1:])])
             logsnr = torch.cat([logsnr, logsnr[:1].expand(pad)])
             c = torch.cat([c, c[:1].expand(pad)])
-        outs = [self.inner(z[i:i + k], logsnr[i:i + k], c[i:i + k]) for i in range(0, z.shape[0], k)]
+        net = self.compiled if self.compiled is not None else self.inner
+        outs = [net(z[i:i + k], logsnr[i:i + k], c[i:i + k]) for i in range(0, z.shape[0], k)]
         return torch.cat(outs)[:b]

@@ -4,9 +4,7 @@ They are testable without a browser; ui.py only wires them to components.
 """
 from __future__ import annotations
 
-import io
-import base64
-import csv
+import os
 import tempfile
 import threading
 import time
@@ -40,6 +38,35 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 _PIPE: Pipeline | None = None
 _PIPE_LOCK = threading.Lock()
 _MODEL_LOCK = threading.Lock()  # one sampling job at a time on the model: 2 CPU cores gain nothing from more
+
+
+_WARM = {"state": "not started"}
+_WARM_DONE = threading.Event()
+
+
+def start_compile_warmup() -> None:
+    """torch.compile the model in the background (CFG_COMPILE=0 disables); eager serves until it is ready."""
+    if os.environ.get("CFG_COMPILE", "1") == "0":
+        _WARM["state"] = "eager (CFG_COMPILE=0)"
+        _WARM_DONE.set()
+        return
+    if _WARM["state"] != "not started":
+        return
+    _WARM["state"] = "compiling"
+
+    def work():
+        try:
+            _WARM["state"] = pipe().model.enable_compile(swap_lock=_MODEL_LOCK)
+        finally:
+            _WARM_DONE.set()
+
+    threading.Thread(target=work, name="compile-warmup", daemon=True).start()
+
+
+def wait_warm(timeout: float = 120.0) -> str:
+    """Block until the compile warm-up has finished (or was disabled); returns its state."""
+    _WARM_DONE.wait(timeout)
+    return _WARM["state"]
 
 
 def pipe() -> Pipeline:

@@ -180,6 +180,7 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("The idea", id="idea"):
                 gr.Markdown(texts.IDEA, latex_delimiters=texts.LATEX)
     demo.queue(default_concurrency_limit=2, max_size=64)
+    H.start_compile_warmup()
     return demo
 
 

@@ -43,6 +43,9 @@ def app_url():
     kw = launch_kwargs()
     kw.update(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
     demo.launch(**kw)
+    from demo.handlers import wait_warm
+
+    wait_warm()  # serve every test from one (compiled or eager) model, so outputs are reproducible
     yield demo.local_url.rstrip("/")
     demo.close()
 
