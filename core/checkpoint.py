@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -12,7 +13,7 @@ from torch import nn
 from core.classifier import ClassifierConfig, DigitClassifier
 from core.unet import UNet, UNetConfig
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(os.environ.get("CFG_ASSETS") or Path(__file__).resolve().parent.parent / "assets")
 
 
 class WeightsError(RuntimeError):

@@ -33,7 +33,6 @@ DEFAULT_STEPS = 10
 ROW_SEEDS = 8
 SCRUB_WS = [-1.0, -0.5, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0,
             3.5, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 15.0, 20.0]
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 _PIPE: Pipeline | None = None
 _PIPE_LOCK = threading.Lock()
@@ -336,6 +335,9 @@ def saturation_lab(cls, seed_start, n_seeds, w_list, dyn_threshold: bool, rescal
 
 # ---------------------------------------------------------------- tab 6: live FID / IS curves
 
+ACTIVE_CURVES = {"n": 0}  # running live-curve generators (observable by tests and load checks)
+
+
 def live_curves(w_list, n, steps, sampler: str, progress=gr.Progress()):
     """Stream FID/IS/KID-vs-w curves while samples are generated; yields (figure, status, csv path)."""
     ws = parse_w_list(w_list, max_values=MAX_CURVE_POINTS)
@@ -345,6 +347,7 @@ def live_curves(w_list, n, steps, sampler: str, progress=gr.Progress()):
     points = [SweepPoint(w) for w in ws]
     csv_path = Path(tempfile.mkdtemp(prefix="cfg_curves_")) / "curves.csv"
     stream = sweep_stream(p.model, p.classifier, points, n, steps, sampler, batch=50, first_batch=10)
+    ACTIVE_CURVES["n"] += 1
     try:
         while True:
             with _MODEL_LOCK:
@@ -356,8 +359,9 @@ def live_curves(w_list, n, steps, sampler: str, progress=gr.Progress()):
             progress(upd.done / upd.total, desc=f"N = {upd.done}/{upd.total} per w")
             status = f"N = {upd.done} of {upd.total} per w · {len(ws)} w values · {upd.elapsed:.1f} s"
             yield plots.curves_figure(rows, big), status, str(csv_path)
-    finally:
+    finally:  # the consumer went away (Stop, closed page) or the sweep ended: free the worker
         stream.close()
+        ACTIVE_CURVES["n"] -= 1
 
 
 def initial_curves() -> object:

@@ -12,7 +12,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from PIL import Image
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+from core.checkpoint import ASSETS
+
 
 # Ho & Salimans (2021), Table 1: ImageNet 64×64, 50k samples per w, T = 256. Not our model.
 PAPER_IMAGENET64 = [(0, 1.80, 53.71), (0.1, 1.55, 66.11), (0.2, 2.04, 78.91), (0.3, 3.03, 92.8), (0.4, 4.30, 106.2),

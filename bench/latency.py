@@ -1,0 +1,94 @@
+"""End-to-end latencies of the real app through gradio_client (cold start, slider row, grid, first curve point, RSS).
+
+    python bench/latency.py [--runs 5] [--port 7870]
+
+Starts `python app.py` as a subprocess on 127.0.0.1, so the cold start includes importing gradio and torch.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import header  # noqa: E402
+
+
+def rss_mb(pid: int) -> float:
+    """Peak resident set size (VmHWM) of a process, in MB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def stats(ts: list[float]) -> str:
+    return f"median {statistics.median(ts):.2f} s (min {min(ts):.2f}, max {max(ts):.2f}, n={len(ts)})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--port", type=int, default=7870)
+    a = ap.parse_args()
+    header("end-to-end latency through gradio_client")
+    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(a.port))
+    url = f"http://127.0.0.1:{a.port}"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+            if time.perf_counter() - t0 > 120:
+                raise SystemExit("app did not start within 120 s")
+        cold = time.perf_counter() - t0
+        print(f"cold start to serving: {cold:.2f} s  [goal ≤ 15 s]")
+        from gradio_client import Client
+
+        c = Client(url, analytics_enabled=False, download_files=False, verbose=False)
+        time.sleep(15)  # let the background torch.compile warm-up finish (the figures below are steady state)
+        rows, grids, firsts = [], [], []
+        for i in range(a.runs):
+            t = time.perf_counter()
+            c.predict(0.5 + i, 3, 0, "ddim", 10, api_name="/slider_row")
+            rows.append(time.perf_counter() - t)
+        for i in range(a.runs):
+            t = time.perf_counter()
+            c.predict("single class", 3, "0, 0.1, 0.3, 1, 2, 4", 6, i, "ddim", 0.3, 10, api_name="/guidance_grid")
+            grids.append(time.perf_counter() - t)
+        for i in range(a.runs):
+            t = time.perf_counter()
+            job = c.submit("0, 0.1, 0.3, 0.5, 1, 2, 4", 500, 10, "ddim", api_name="/live_curves")
+            for _ in job:
+                firsts.append(time.perf_counter() - t)
+                break
+            job.cancel()
+            time.sleep(1)
+        print(f"slider → row of 8 (DDIM T=10): {stats(rows)}  [goal ≤ 1.0 s]")
+        print(f"6 w × 6 seed grid (DDIM T=10): {stats(grids)}  [goal ≤ 3 s]")
+        print(f"first FID/IS point (7 w, N=10): {stats(firsts)}  [goal ≤ 15 s]")
+        t = time.perf_counter()
+        job = c.submit("0, 0.1, 0.3, 0.5, 1, 2, 4", 500, 10, "ddim", api_name="/live_curves")
+        last = None
+        for out in job:
+            last = out
+        print(f"7 w × 500 samples curve (DDIM T=10): {time.perf_counter() - t:.1f} s ({last[1] if last else '?'})  [goal ≤ 180 s]")
+        print(f"peak RSS of the app: {rss_mb(proc.pid):.0f} MB  [goal ≤ 1536 MB]")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
