@@ -91,18 +91,20 @@ def _update_metrics(r: PointResult, ref: dict, kid_subsets: int) -> None:
         mu, sigma = feature_stats(f)
         r.fid = frechet_distance(mu, sigma, ref["mu"], ref["sigma"])
     r.is_mean, r.is_std = inception_score(p, splits=max(1, min(10, f.shape[0] // 10)))
-    r.kid, r.kid_std = kernel_inception_distance(f, ref["features"], subsets=kid_subsets, subset_size=min(1000, f.shape[0]),
+    r.kid, r.kid_std = kernel_inception_distance(f, ref["features"], subsets=kid_subsets, subset_size=min(500, f.shape[0]),
                                                  scale=float(ref["kid_scale"]))
 
 
 def sweep_stream(model, classifier, points: list[SweepPoint], n: int, steps: int, sampler: str = "ddim", v: float = 0.3,
                  batch: int = 50, first_batch: int | None = 10, opts: GuidanceOptions = GuidanceOptions(),
                  kid_subsets: int = 20, seed_offset: int = 0, ref: dict | None = None,
-                 features=None) -> Iterator[SweepUpdate]:
+                 features=None, target_batch_seconds: float | None = None) -> Iterator[SweepUpdate]:
     """Yield updated FID/IS/KID curves after every batch of seeds; all points share seeds seed_offset..+n−1.
 
     Points with the same noise config run as one batched w-grid. Stopping iteration (close()) stops the work
     before the next batch. features(x) → (feats, probs) overrides the digit classifier (e.g. InceptionFeatures).
+    target_batch_seconds sizes later batches from the measured speed (between 2 and `batch` seeds), so a consumer
+    sees an update, and can stop, every few seconds. Results do not depend on batch sizes: seeds are fixed.
     """
     if not points:
         raise ValueError("the sweep needs at least one point")
@@ -119,14 +121,12 @@ def sweep_stream(model, classifier, points: list[SweepPoint], n: int, steps: int
         groups.setdefault(p.noise, []).append(i)
     t0 = time.perf_counter()
     start = 0
-    sizes = []
+    size = min(first_batch or batch, n)
     while start < n:
-        size = min(first_batch if (first_batch and start == 0) else batch, n - start)
-        sizes.append((start, size))
-        start += size
-    for start, size in sizes:
+        size = min(size, n - start)
         seeds = list(range(seed_offset + start, seed_offset + start + size))
         labels = [s % 10 for s in seeds]
+        t_batch = time.perf_counter()
         # 1. One batched w-grid per noise config, on the same seeds.
         for noise_cfg, idx in groups.items():
             t = time.perf_counter()
@@ -139,7 +139,14 @@ def sweep_stream(model, classifier, points: list[SweepPoint], n: int, steps: int
                 results[i].probs.append(p)
                 results[i].seconds += dt
                 _update_metrics(results[i], ref, kid_subsets)
-        yield SweepUpdate(results, start + size, n, time.perf_counter() - t0)
+        start += size
+        # 3. The next batch's size: fixed, or sized to take about target_batch_seconds.
+        if target_batch_seconds is not None:
+            per_seed = (time.perf_counter() - t_batch) / size
+            size = int(max(2, min(batch, target_batch_seconds / max(per_seed, 1e-6))))
+        else:
+            size = batch
+        yield SweepUpdate(results, start, n, time.perf_counter() - t0)
 
 
 def parse_points(ws: list[float], truncations: list[float], temperatures: list[float]) -> list[SweepPoint]:

@@ -346,7 +346,10 @@ def live_curves(w_list, n, steps, sampler: str, progress=gr.Progress()):
     big = plots.read_big_sweep()
     points = [SweepPoint(w) for w in ws]
     csv_path = Path(tempfile.mkdtemp(prefix="cfg_curves_")) / "curves.csv"
-    stream = sweep_stream(p.model, p.classifier, points, n, steps, sampler, batch=50, first_batch=10)
+    # Short batches (≈ 1.5 s each): the plot updates often, and Stop or a closed page takes effect within one batch.
+    first = max(2, min(10, 2400 // (len(ws) * steps)))
+    stream = sweep_stream(p.model, p.classifier, points, n, steps, sampler, batch=100, first_batch=first,
+                          kid_subsets=10, target_batch_seconds=1.5)
     ACTIVE_CURVES["n"] += 1
     try:
         while True:
