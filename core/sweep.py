@@ -84,21 +84,22 @@ class SweepUpdate:
         return [r.row(steps, sampler) for r in self.results]
 
 
-def _update_metrics(r: PointResult, ref: dict, kid_subsets: int) -> None:
+def _update_metrics(r: PointResult, ref: dict, kid_subsets: int, kid_subset_size: int) -> None:
     f = np.concatenate(r.feats)
     p = np.concatenate(r.probs)
     if f.shape[0] >= 2:
         mu, sigma = feature_stats(f)
         r.fid = frechet_distance(mu, sigma, ref["mu"], ref["sigma"])
     r.is_mean, r.is_std = inception_score(p, splits=max(1, min(10, f.shape[0] // 10)))
-    r.kid, r.kid_std = kernel_inception_distance(f, ref["features"], subsets=kid_subsets, subset_size=min(500, f.shape[0]),
-                                                 scale=float(ref["kid_scale"]))
+    r.kid, r.kid_std = kernel_inception_distance(f, ref["features"], subsets=kid_subsets,
+                                                 subset_size=min(kid_subset_size, f.shape[0]), scale=float(ref["kid_scale"]))
 
 
 def sweep_stream(model, classifier, points: list[SweepPoint], n: int, steps: int, sampler: str = "ddim", v: float = 0.3,
                  batch: int = 50, first_batch: int | None = 10, opts: GuidanceOptions = GuidanceOptions(),
                  kid_subsets: int = 20, seed_offset: int = 0, ref: dict | None = None,
-                 features=None, target_batch_seconds: float | None = None) -> Iterator[SweepUpdate]:
+                 features=None, target_batch_seconds: float | None = None,
+                 kid_subset_size: int = 500) -> Iterator[SweepUpdate]:
     """Yield updated FID/IS/KID curves after every batch of seeds; all points share seeds seed_offset..+n−1.
 
     Points with the same noise config run as one batched w-grid. Stopping iteration (close()) stops the work
@@ -126,11 +127,12 @@ def sweep_stream(model, classifier, points: list[SweepPoint], n: int, steps: int
         size = min(size, n - start)
         seeds = list(range(seed_offset + start, seed_offset + start + size))
         labels = [s % 10 for s in seeds]
-        t_batch = time.perf_counter()
+        t_gen = 0.0
         # 1. One batched w-grid per noise config, on the same seeds.
         for noise_cfg, idx in groups.items():
             t = time.perf_counter()
             x = generate(model, seeds, labels, [points[i].w for i in idx], steps, sampler, v, noise_cfg, opts)
+            t_gen += time.perf_counter() - t
             dt = (time.perf_counter() - t) / len(idx)
             # 2. Features and probabilities, then the running metrics of each point.
             for j, i in enumerate(idx):
@@ -138,11 +140,11 @@ def sweep_stream(model, classifier, points: list[SweepPoint], n: int, steps: int
                 results[i].feats.append(f)
                 results[i].probs.append(p)
                 results[i].seconds += dt
-                _update_metrics(results[i], ref, kid_subsets)
+                _update_metrics(results[i], ref, kid_subsets, kid_subset_size)
         start += size
-        # 3. The next batch's size: fixed, or sized to take about target_batch_seconds.
+        # 3. The next batch's size: fixed, or sized so that sampling takes about target_batch_seconds.
         if target_batch_seconds is not None:
-            per_seed = (time.perf_counter() - t_batch) / size
+            per_seed = t_gen / size
             size = int(max(2, min(batch, target_batch_seconds / max(per_seed, 1e-6))))
         else:
             size = batch
@@ -188,12 +190,18 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     pipe = load_pipeline(a.device)
     points = parse_points(a.w, a.truncation, a.temperature)
-    feats = InceptionFeatures(a.inception, pipe.device) if a.inception else None
-    if feats is not None:
-        raise SystemExit("Inception features need Inception reference statistics of the data set; pass them via the API")
+    feats, ref = None, None
+    if a.inception:  # reference statistics of the real training digits, through the same Inception network
+        from core.data import load_split
+
+        feats = InceptionFeatures(a.inception, pipe.device)
+        f_real, _ = feats(load_split("train")[0])
+        mu, sigma = feature_stats(f_real)
+        ref = {"mu": mu, "sigma": sigma, "features": f_real}
     bar = tqdm(total=a.n, desc=f"sweep {len(points)} points × N={a.n}")
     last = None
-    for upd in sweep_stream(pipe.model, pipe.classifier, points, a.n, a.steps, a.sampler, a.v, a.batch, first_batch=None):
+    for upd in sweep_stream(pipe.model, pipe.classifier, points, a.n, a.steps, a.sampler, a.v, a.batch, first_batch=None,
+                            ref=ref, features=feats):
         bar.update(upd.done - bar.n)
         write_csv(a.out, upd.rows(a.steps, a.sampler))  # partial results survive an interrupted run
         last = upd

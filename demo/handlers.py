@@ -224,6 +224,29 @@ def trajectory_animation(cls, seed, w_list, steps, sampler: str) -> tuple[str, s
 
 # ---------------------------------------------------------------- tab 3: truncation vs guidance
 
+ACTIVE_CURVES = {"n": 0}  # running live-curve generators (observable by tests and load checks)
+
+
+def _locked_sweep(points: list[SweepPoint], n: int, steps: int, sampler: str, first_batch: int):
+    """sweep_stream with the model lock held per batch only, so other users' requests interleave between batches.
+
+    Batches are sized to ≈ 2.5 s of sampling, so Stop or a closed page (which closes this generator) frees the worker quickly.
+    """
+    p = pipe()
+    stream = sweep_stream(p.model, p.classifier, points, n, steps, sampler, batch=100, first_batch=first_batch,
+                          kid_subsets=10, kid_subset_size=200, target_batch_seconds=2.5)
+    ACTIVE_CURVES["n"] += 1
+    try:
+        while True:
+            with _MODEL_LOCK:
+                upd = next(stream, None)
+            if upd is None:
+                return
+            yield upd
+    finally:  # the consumer went away (Stop, closed page) or the sweep ended
+        stream.close()
+        ACTIVE_CURVES["n"] -= 1
+
 TRUNCATIONS = [2.0, 1.0, 0.5, 0.04]
 
 
@@ -252,6 +275,23 @@ def truncation_compare(cls, seed_start, n_seeds, thresholds_text, temperature, w
     dt = time.perf_counter() - t
     img = grid_image(_u8(torch.stack(rows)), 3, names)
     return img, _info("truncation / temperature (w = 0) vs CFG, same seeds", len(rows) * n, steps * 2, dt)
+
+
+def live_tradeoff(n, steps, sampler: str, progress=gr.Progress()):
+    """Recompute the FID-vs-IS curves of CFG and of the truncation / temperature baselines live, streaming."""
+    n, steps, sampler = check_curve_n(n), check_steps(steps), check_sampler(sampler)
+    points = [SweepPoint(w) for w in (0.0, 0.5, 1.0, 3.0)]
+    points += [SweepPoint(0.0, NoiseConfig(truncation=t)) for t in TRUNCATIONS]
+    points.append(SweepPoint(0.0, NoiseConfig(temperature=0.6, step_temperature=0.6)))
+    updates = _locked_sweep(points, n, steps, sampler, first_batch=4)
+    try:
+        for upd in updates:
+            progress(upd.done / upd.total, desc=f"N = {upd.done}/{upd.total} per point")
+            rows = [dict(r, truncation=r["truncation"] or None) for r in upd.rows(steps, sampler)]
+            yield plots.tradeoff_figure(rows, title=f"live, N = {upd.done} per point ({sampler}, T={steps})"), \
+                f"N = {upd.done} of {upd.total} per point · {len(points)} points · {upd.elapsed:.1f} s"
+    finally:
+        updates.close()
 
 
 def precomputed_tradeoff() -> object:
@@ -335,36 +375,24 @@ def saturation_lab(cls, seed_start, n_seeds, w_list, dyn_threshold: bool, rescal
 
 # ---------------------------------------------------------------- tab 6: live FID / IS curves
 
-ACTIVE_CURVES = {"n": 0}  # running live-curve generators (observable by tests and load checks)
-
 
 def live_curves(w_list, n, steps, sampler: str, progress=gr.Progress()):
     """Stream FID/IS/KID-vs-w curves while samples are generated; yields (figure, status, csv path)."""
     ws = parse_w_list(w_list, max_values=MAX_CURVE_POINTS)
     n, steps, sampler = check_curve_n(n), check_steps(steps), check_sampler(sampler)
-    p = pipe()
     big = plots.read_big_sweep()
     points = [SweepPoint(w) for w in ws]
     csv_path = Path(tempfile.mkdtemp(prefix="cfg_curves_")) / "curves.csv"
-    # Short batches (≈ 1.5 s each): the plot updates often, and Stop or a closed page takes effect within one batch.
-    first = max(2, min(10, 2400 // (len(ws) * steps)))
-    stream = sweep_stream(p.model, p.classifier, points, n, steps, sampler, batch=100, first_batch=first,
-                          kid_subsets=10, target_batch_seconds=1.5)
-    ACTIVE_CURVES["n"] += 1
+    updates = _locked_sweep(points, n, steps, sampler, first_batch=max(2, min(10, 2400 // (len(ws) * steps))))
     try:
-        while True:
-            with _MODEL_LOCK:
-                upd = next(stream, None)
-            if upd is None:
-                break
+        for upd in updates:
             rows = upd.rows(steps, sampler)
             write_csv(csv_path, rows)
             progress(upd.done / upd.total, desc=f"N = {upd.done}/{upd.total} per w")
             status = f"N = {upd.done} of {upd.total} per w · {len(ws)} w values · {upd.elapsed:.1f} s"
             yield plots.curves_figure(rows, big), status, str(csv_path)
-    finally:  # the consumer went away (Stop, closed page) or the sweep ended: free the worker
-        stream.close()
-        ACTIVE_CURVES["n"] -= 1
+    finally:
+        updates.close()
 
 
 def initial_curves() -> object:

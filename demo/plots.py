@@ -37,14 +37,14 @@ def _family(rows: list[dict]) -> dict[str, list[dict]]:
     for r in rows:
         if r["truncation"] is not None:
             fam["truncation"].append(r)
-        elif r["temperature"] != 1.0:
+        elif float(r["temperature"]) != 1.0:
             fam["temperature"].append(r)
         else:
             fam["CFG"].append(r)
     return fam
 
 
-def tradeoff_figure(rows: list[dict]) -> go.Figure:
+def tradeoff_figure(rows: list[dict], title: str = "shipped sweep, N = 2,000 per point") -> go.Figure:
     """FID vs IS of CFG (by w) and of the truncation / temperature baselines (paper Fig. 2 analogue)."""
     fig = go.Figure()
     style = {"CFG": ("circle", "#1f77b4"), "truncation": ("x", "#d62728"), "temperature": ("diamond", "#2ca02c")}
@@ -56,7 +56,7 @@ def tradeoff_figure(rows: list[dict]) -> go.Figure:
                                  text=[r["label"] for r in rs], textposition="top center", name=name,
                                  marker=dict(symbol=sym, size=9, color=col),
                                  error_x=dict(type="data", array=[r["IS_std"] for r in rs], visible=True)))
-    fig.update_layout(title="MNIST (our model): FID vs IS — lower-right is better", xaxis_title="IS (digit classifier) ↑",
+    fig.update_layout(title=f"MNIST (our model): FID vs IS — lower-right is better · {title}", xaxis_title="IS (digit classifier) ↑",
                       yaxis_title="FID (digit-classifier features) ↓", height=420, margin=dict(l=50, r=20, t=50, b=40))
     return fig
 

@@ -121,6 +121,14 @@ def build_demo() -> gr.Blocks:
                 gr.Examples([[2, 0, 8, "2, 1, 0.5, 0.04", 0.6, "1, 3", 16, "ancestral"]], t_inputs, [t_img, t_info],
                             fn=H.truncation_compare, cache_examples=True, cache_mode="lazy", label="Truncation 2 → 0.04")
                 t_plot = gr.Plot(value=H.precomputed_tradeoff(), label="FID vs IS: CFG and the truncation baselines")
+                with gr.Row():
+                    t_live_n = gr.Slider(10, 2000, value=100, step=10, label="N per point (live)")
+                    t_live_btn = gr.Button("Recompute these curves live")
+                    t_live_stop = gr.Button("Stop", variant="stop")
+                t_live_status = gr.Markdown()
+                t_run = t_live_btn.click(gpu(H.live_tradeoff), [t_live_n, t_steps, t_sampler], [t_plot, t_live_status],
+                                         api_name="live_tradeoff", concurrency_limit=1)
+                t_live_stop.click(None, None, None, cancels=[t_run], api_visibility="private")
             # ---------------------------------------------------------------- 4
             with gr.Tab("Classifier guidance vs CFG", id="classifier"):
                 gr.Markdown(texts.CLASSIFIER, latex_delimiters=texts.LATEX)

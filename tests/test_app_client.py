@@ -17,7 +17,8 @@ def _png_bytes(client_url: str, image: dict) -> bytes:
 def test_every_api_name_is_public(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     expected = {"/guidance_grid", "/slider_row", "/s_of_w", "/scrub_strip", "/inside_step", "/inside_step_slider",
-                "/trajectory_animation", "/truncation_compare", "/classifier_vs_cfg", "/saturation_lab", "/live_curves"}
+                "/trajectory_animation", "/truncation_compare", "/live_tradeoff", "/classifier_vs_cfg", "/saturation_lab",
+                "/live_curves"}
     assert expected <= names
 
 
@@ -36,6 +37,8 @@ def test_call_every_endpoint(client, app_url):
     assert anim
     img, info = client.predict(2, 0, 2, "2, 0.04", 0.6, "1", 3, "ancestral", api_name="/truncation_compare")
     assert "same seeds" in info
+    plot, status = client.predict(10, 2, "ddim", api_name="/live_tradeoff")
+    assert status.startswith("N = 10")
     img, plot, info = client.predict(8, 0, 2, "1, 3", 3, "ddim", api_name="/classifier_vs_cfg")
     assert "classifier guidance" in info
     img, hist, curve, info = client.predict(0, 0, 2, "0, 4", True, 0.5, True, 3, "ddim", api_name="/saturation_lab")

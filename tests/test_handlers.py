@@ -65,6 +65,14 @@ def test_live_curves_stream_grows():
     assert len(statuses) == 2 and statuses[0].startswith("N = 10") and statuses[-1].startswith("N = 20")
 
 
+def test_live_tradeoff_streams_both_families():
+    outs = list(H.live_tradeoff(10, 2, "ddim", progress=lambda *a, **k: None))
+    fig, status = outs[-1]
+    assert status.startswith("N = 10")
+    names = {tr.name for tr in fig.data}
+    assert {"CFG", "truncation", "temperature"} <= names
+
+
 @pytest.mark.parametrize("call,match", [
     (lambda: H.slider_row(float("nan"), 3, 0, "ddim", 4), "finite"),
     (lambda: H.slider_row(25, 3, 0, "ddim", 4), "between -1 and 20"),
