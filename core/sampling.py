@@ -108,3 +108,21 @@ def generate(model, seeds: list[int], labels: list[int], ws: list[float], steps:
     den = cfg_denoiser(model, c, w, cfg.null_label, opts)
     x = run_sampler(sampler, den, noise, steps, v, clip_x, callback)
     return x.reshape(n_w, n_s, *x.shape[1:])
+
+
+def generate_with_raw_x(model, seeds: list[int], labels: list[int], ws: list[float], steps: int, sampler: str = "ddim",
+                        v: float = 0.3, noise_cfg: NoiseConfig = NoiseConfig(),
+                        opts: GuidanceOptions = GuidanceOptions()) -> tuple[Tensor, Tensor]:
+    """(images, the last step's x̂ before clipping), both (n_w, n_seeds, C, H, W): the saturation view of `generate`.
+
+    Sampling clips x̂ at every step as usual (an ε-model needs it at low λ); the raw last-step x̂ shows how far the
+    guided prediction overshoots [−1, 1], which clipping turns into saturated pixels.
+    """
+    raw: list[Tensor] = []
+
+    def keep_last(i, z, x_raw, eps_cond, eps_uncond):
+        if i == steps - 1:
+            raw.append(x_raw.detach().clone())
+
+    x = generate(model, seeds, labels, ws, steps, sampler, v, noise_cfg, opts, clip_x=True, callback=keep_last)
+    return x, raw[0].reshape(x.shape)

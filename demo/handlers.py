@@ -23,7 +23,7 @@ from core.images import grid_image
 from core.metrics import classifier_features
 from core.noise import NoiseConfig, SeededNoise
 from core.pipeline import Pipeline, load_pipeline
-from core.sampling import generate, run_sampler, sampling_logsnrs
+from core.sampling import generate, generate_with_raw_x, run_sampler, sampling_logsnrs
 from core.sweep import SweepPoint, sweep_stream, write_csv
 from demo import plots
 from demo.validate import (check_class, check_curve_n, check_grid_size, check_int, check_n_seeds, check_sampler,
@@ -96,11 +96,11 @@ def _nfe(ws: list[float], steps: int) -> int:
     return steps * (2 if any(w != 0 for w in ws) else 1)
 
 
-def _sample(seeds, labels, ws, steps, sampler, v=0.3, noise=NoiseConfig(), opts=GuidanceOptions(), clip_x=True,
+def _sample(seeds, labels, ws, steps, sampler, v=0.3, noise=NoiseConfig(), opts=GuidanceOptions(),
             callback=None) -> torch.Tensor:
     p = pipe()
     with _MODEL_LOCK:
-        return generate(p.model, seeds, labels, ws, steps, sampler, v, noise, opts, clip_x, callback)
+        return generate(p.model, seeds, labels, ws, steps, sampler, v, noise, opts, callback=callback)
 
 
 def _info(what: str, n_samples: int, nfe: int, seconds: float) -> str:
@@ -192,8 +192,9 @@ def inside_step(cls, seed, w, steps, sampler: str, step) -> tuple[Image.Image, o
     e_c, e_u = tr["eps_c"][i], tr["eps_u"][i]
     diff = e_c - e_u  # = −σ ∇ log p^i(c|z)
     e_t = (1 + w) * e_c - w * e_u
-    panels = [("z_λ", tr["z"][i], "sym"), ("x̂", np.clip(tr["x"][i], -1, 1), "x"), ("ε(z,c)", e_c, "sym"),
-              ("ε(z)", e_u, "sym"), ("ε(z,c)−ε(z)", diff, "diff"), ("ε̃ guided", e_t, "sym")]
+    # PIL's built-in font is ASCII-only: panel labels spell the symbols out (the UI caption uses the real ones).
+    panels = [("z_lambda", tr["z"][i], "sym"), ("x_hat", np.clip(tr["x"][i], -1, 1), "x"), ("eps(z,c)", e_c, "sym"),
+              ("eps(z)", e_u, "sym"), ("eps(z,c)-eps(z)", diff, "diff"), ("eps~ guided", e_t, "sym")]
     img = plots.panel_row(panels)
     fig = plots.extrapolation_figure(e_u, e_c, w)
     norm = float(np.linalg.norm(diff)) / sigma
@@ -267,7 +268,7 @@ def truncation_compare(cls, seed_start, n_seeds, thresholds_text, temperature, w
     rows, names = [], []
     for th in thr:
         rows.append(_sample(seeds, labels, [0.0], steps, sampler, noise=NoiseConfig(truncation=th))[0])
-        names.append(f"truncate |z|≤{th:g}")
+        names.append(f"truncate |z|<={th:g}")
     rows.append(_sample(seeds, labels, [0.0], steps, sampler, noise=NoiseConfig(temperature=temp, step_temperature=temp))[0])
     names.append(f"temperature {temp:g}")
     rows.extend(_sample(seeds, labels, ws, steps, sampler))
@@ -321,7 +322,7 @@ def classifier_vs_cfg(cls, seed_start, n_seeds, scales_text, steps, sampler: str
             den = classifier_guided_denoiser(p.model, lp, cc, w, p.model.cfg.null_label, guide_uncond=guide_uncond)
             x = run_sampler(sampler, den, noise, steps).reshape(len(scales), n, *shape)
             rows.extend(x)
-            names += [f"CG {'ε(z)' if guide_uncond else 'ε(z,c)'} w={s:g}" for s in scales]
+            names += [f"CG on {'eps(z)' if guide_uncond else 'eps(z,c)'} w={s:g}" for s in scales]
         xs = generate(p.model, seeds, [c] * n, scales, steps, sampler)
     rows.extend(xs)
     names += [f"CFG {_w_label(s)}" for s in scales]
@@ -353,22 +354,24 @@ def saturation_lab(cls, seed_start, n_seeds, w_list, dyn_threshold: bool, rescal
     remedy = any([dyn_threshold, phi > 0, use_interval])
     seeds = list(range(s0, s0 + n))
     t = time.perf_counter()
-    raw = _sample(seeds, [c] * n, ws, steps, sampler, clip_x=False)
-    fixed = _sample(seeds, [c] * n, ws, steps, sampler, opts=opts, clip_x=False) if remedy else raw
+    p = pipe()
+    with _MODEL_LOCK:
+        img_raw, raw = generate_with_raw_x(p.model, seeds, [c] * n, ws, steps, sampler)
+        img_fix, fixed = generate_with_raw_x(p.model, seeds, [c] * n, ws, steps, sampler, opts=opts) if remedy else (img_raw, raw)
     dt = time.perf_counter() - t
     names = [_w_label(w) for w in ws]
-    rows = [raw[j] for j in range(len(ws))]
+    rows = [img_raw[j] for j in range(len(ws))]
     labels = list(names)
     if remedy:
-        tag = "+".join(k for k, on in [("dyn-thr", dyn_threshold), (f"rescale φ={phi:g}", phi > 0), ("interval", use_interval)] if on)
-        rows = [r for j in range(len(ws)) for r in (raw[j], fixed[j])]
+        tag = "+".join(k for k, on in [("dyn-thr", dyn_threshold), (f"rescale phi={phi:g}", phi > 0), ("interval", use_interval)] if on)
+        rows = [r for j in range(len(ws)) for r in (img_raw[j], img_fix[j])]
         labels = [l for name in names for l in (name, f"{name} + {tag}")]
     img = grid_image(_u8(torch.stack(rows)), 3, labels)
     sat_raw = (raw.abs() > 1.0).float().mean(dim=(1, 2, 3, 4)).numpy()
     sat_fix = (fixed.abs() > 1.0).float().mean(dim=(1, 2, 3, 4)).numpy()
     hist = plots.histogram_figure(ws, raw.numpy(), fixed.numpy() if remedy else None)
     curve = plots.saturation_figure(ws, sat_raw, sat_fix if remedy else None)
-    info = _info("x̂ before clipping", len(rows) * n, steps * 2, dt) + " · saturated (|x̂|>1): " + ", ".join(
+    info = _info("last-step x̂ before clipping", len(rows) * n, steps * 2, dt) + " · saturated (|x̂|>1): " + ", ".join(
         f"w={w:g}: {100 * s:.1f} %" for w, s in zip(ws, sat_raw))
     return img, hist, curve, info
 

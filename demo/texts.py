@@ -53,7 +53,8 @@ price of two network evaluations per step.
 
 SATURATION = r"""
 **Saturation lab.** Strong guidance pushes $\hat x$ outside the data range $[-1, 1]$ (the paper's saturated colours at
-$w = 3$). Here the sampler does **not** clip $\hat x$, so the histogram shows the raw predictions. Remedies, toggled on
+$w = 3$). The sampler clips $\hat x$ to $[-1, 1]$ at every step (an $\epsilon$-model needs it at low $\lambda$); the histogram
+shows the last step's $\hat x$ *before* that clip, so everything beyond the dotted lines becomes a saturated pixel. Remedies, toggled on
 the same seeds: *dynamic thresholding* (Imagen: $s = $ the 99.5th percentile of $|\hat x|$, clip to $[-s, s]$, divide by $s$),
 *CFG-rescale* (Lin et al. 2023: match the std of the conditional prediction, mixed by $\phi$), and a *guidance interval*
 (guide only while $\lambda \in [-4, 6]$).

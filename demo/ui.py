@@ -90,6 +90,8 @@ def build_demo() -> gr.Blocks:
                 i_plot = gr.Plot(label="linear extrapolation")
                 i_info = gr.Markdown()
                 i_inputs = [i_cls, i_seed, i_w, i_steps, i_sampler, i_step]
+                i_steps.change(lambda t: gr.Slider(maximum=int(t) - 1), [i_steps], [i_step], api_name="step_range",
+                               queue=False)
                 i_btn = gr.Button("Show step", variant="primary")
                 i_btn.click(gpu(H.inside_step), i_inputs, [i_img, i_plot, i_info], api_name="inside_step")
                 i_step.release(gpu(H.inside_step), i_inputs, [i_img, i_plot, i_info], api_name="inside_step_slider",
@@ -158,9 +160,9 @@ def build_demo() -> gr.Blocks:
                     s_int = gr.Checkbox(False, label="guidance interval λ ∈ [−4, 6]")
                 s_sampler, s_steps = _common()
                 s_btn = gr.Button("Generate", variant="primary")
-                s_img = gr.Image(label="samples (x̂ clipped only for display)", format="png", type="pil")
+                s_img = gr.Image(label="samples (rows: w, and w + remedy when toggled)", format="png", type="pil")
                 with gr.Row():
-                    s_hist = gr.Plot(label="histogram of x̂ before clipping")
+                    s_hist = gr.Plot(label="histogram of the last-step x̂ before clipping")
                     s_curve = gr.Plot(label="saturated fraction vs w")
                 s_info = gr.Markdown()
                 s_inputs = [s_cls, s_seed, s_n, s_ws, s_dyn, s_phi, s_int, s_steps, s_sampler]

@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from core.pipeline import load_pipeline
-from core.sampling import generate
+from core.sampling import generate_with_raw_x
 from core.sweep import SweepPoint, sweep_stream
 
 SMALL = os.environ.get("SMALL", "0") == "1"
@@ -76,12 +76,13 @@ plt.tight_layout()
 
 # %% [markdown]
 # ## Saturation versus w
-# Without clipping $\hat x$ in the sampler, the fraction of pixels outside $[-1, 1]$ grows with $w$.
+# The sampler clips $\hat x$ to $[-1, 1]$ at every step. The last step's $\hat x$ *before* that clip shows how far the
+# guided prediction overshoots: every pixel beyond $\pm 1$ ends up saturated.
 
 # %%
 ws_sat = [0.0, 1.0, 2.0, 4.0, 8.0]
-x = generate(pipe.model, list(range(16)), [s % 10 for s in range(16)], ws_sat, STEPS, "ddim", clip_x=False)
-sat = (x.abs() > 1).float().mean(dim=(1, 2, 3, 4)).numpy()
+_, x_raw = generate_with_raw_x(pipe.model, list(range(16)), [s % 10 for s in range(16)], ws_sat, STEPS, "ddim")
+sat = (x_raw.abs() > 1).float().mean(dim=(1, 2, 3, 4)).numpy()
 plt.figure(figsize=(5, 3))
 plt.plot(ws_sat, 100 * sat, "o-")
 plt.xlabel("w")

@@ -16,7 +16,7 @@ def _png_bytes(client_url: str, image: dict) -> bytes:
 
 def test_every_api_name_is_public(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    expected = {"/guidance_grid", "/slider_row", "/s_of_w", "/scrub_strip", "/inside_step", "/inside_step_slider",
+    expected = {"/guidance_grid", "/slider_row", "/s_of_w", "/scrub_strip", "/inside_step", "/inside_step_slider", "/step_range",
                 "/trajectory_animation", "/truncation_compare", "/live_tradeoff", "/classifier_vs_cfg", "/saturation_lab",
                 "/live_curves"}
     assert expected <= names
@@ -30,6 +30,7 @@ def test_call_every_endpoint(client, app_url):
     assert "s = 1 + w = 3" in client.predict(2.0, api_name="/s_of_w")
     html, info = client.predict(3, 0, "ddim", 2, api_name="/scrub_strip")
     assert "scrub-view" in html
+    client.predict(4, api_name="/step_range")  # the step slider follows T
     for api in ("/inside_step", "/inside_step_slider"):
         img, plot, info = client.predict(4, 0, 2.0, 4, "ddim", 1, api_name=api)
         assert "λ =" in info and plot is not None

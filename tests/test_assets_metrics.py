@@ -134,3 +134,16 @@ def test_sweep_cli_writes_csv(tmp_path):
     main(["--w", "0", "1", "--n", "10", "--steps", "3", "--sampler", "ddim", "--batch", "10", "--out", str(out), "--device", "cpu"])
     lines = out.read_text().strip().splitlines()
     assert lines[0].split(",") == CSV_FIELDS and len(lines) == 3
+
+
+def test_strong_guidance_saturates_and_dynamic_thresholding_fixes_it(pipeline):
+    from core.guidance import GuidanceOptions
+    from core.sampling import generate_with_raw_x
+
+    seeds = list(range(16))
+    labels = [s % 10 for s in seeds]
+    _, raw = generate_with_raw_x(pipeline.model, seeds, labels, [0.0, 8.0], 10)
+    sat = (raw.abs() > 1).float().mean(dim=(1, 2, 3, 4))
+    assert sat[1] > sat[0] + 0.03  # more pixels overshoot [−1, 1] at w = 8
+    _, fixed = generate_with_raw_x(pipeline.model, seeds, labels, [8.0], 10, opts=GuidanceOptions(dynamic_threshold=0.995))
+    assert (fixed.abs() > 1).float().mean() < 0.01

@@ -30,5 +30,13 @@ def test_generate_grid_in_a_real_browser(app_url):
         assert a.std() > 20, "the generated grid looks blank"
         info = page.locator("#grid-info").inner_text()
         assert "NFE" in info
-        page.screenshot(path="/tmp/cfg_explorer_browser.png", full_page=False)
+        # Scrubbing: build the strip, then move the slider; the frame changes in the browser with no server call.
+        page.get_by_role("button", name="Build scrub strip (29 w values, one batched run)").click()
+        view = page.locator("#scrub-view")
+        expect(view).to_be_visible(timeout=120_000)
+        before = view.evaluate("e => e.style.backgroundPosition")
+        page.locator("#w-slider input[type=range]").evaluate(
+            "e => { e.value = '3'; e.dispatchEvent(new Event('input', {bubbles: true})); }")
+        expect(page.locator("#scrub-label")).to_contain_text("w = 3", timeout=10_000)
+        assert view.evaluate("e => e.style.backgroundPosition") != before
         browser.close()
