@@ -86,7 +86,8 @@ def _save_ckpt(path: Path, step: int, model: nn.Module, ema: nn.Module, opt: tor
     for i, p in enumerate(params):
         st = opt.state.get(p, {})
         for name, v in st.items():
-            tensors[f"opt.{i}.{name}"] = torch.as_tensor(v).detach().cpu().reshape(-1) if not torch.is_tensor(v) or v.dim() == 0 else v.detach().cpu().contiguous()
+            t = torch.as_tensor(v).detach().cpu()
+            tensors[f"opt.{i}.{name}"] = t.reshape(-1) if t.dim() == 0 else t.contiguous()
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata={"step": str(step)})
     tmp.replace(path)

