@@ -34,6 +34,14 @@ def _common(steps_default: int = H.DEFAULT_STEPS):
     return sampler, steps
 
 
+def _class_seeds(cls_default: int, n_default: int):
+    """The class / first seed / seed count controls shared by the comparison tabs (call inside a Row)."""
+    cls = gr.Slider(0, 9, value=cls_default, step=1, label="class c")
+    seed = gr.Number(0, precision=0, label="first seed")
+    n = gr.Slider(1, 12, value=n_default, step=1, label="seeds")
+    return cls, seed, n
+
+
 def build_demo() -> gr.Blocks:
     """Build the seven-tab app."""
     H.pipe()  # load and sha256-check the weights at start-up: a corrupt file fails here, clearly
@@ -108,9 +116,7 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Truncation vs guidance", id="truncation"):
                 gr.Markdown(texts.TRUNCATION, latex_delimiters=texts.LATEX)
                 with gr.Row():
-                    t_cls = gr.Slider(0, 9, value=2, step=1, label="class c")
-                    t_seed = gr.Number(0, precision=0, label="first seed")
-                    t_n = gr.Slider(1, 12, value=8, step=1, label="seeds")
+                    t_cls, t_seed, t_n = _class_seeds(2, 8)
                     t_thr = gr.Textbox("2, 1, 0.5, 0.04", label="truncation thresholds")
                     t_temp = gr.Slider(0, 1, value=0.6, step=0.05, label="noise temperature (initial + per step)")
                     t_ws = gr.Textbox("1, 3", label="CFG w values")
@@ -135,9 +141,7 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Classifier guidance vs CFG", id="classifier"):
                 gr.Markdown(texts.CLASSIFIER, latex_delimiters=texts.LATEX)
                 with gr.Row():
-                    c_cls = gr.Slider(0, 9, value=8, step=1, label="class c")
-                    c_seed = gr.Number(0, precision=0, label="first seed")
-                    c_n = gr.Slider(1, 12, value=6, step=1, label="seeds")
+                    c_cls, c_seed, c_n = _class_seeds(8, 6)
                     c_scales = gr.Textbox("1, 3, 10", label="guidance scales w")
                 c_sampler, c_steps = _common(16)
                 c_btn = gr.Button("Compare", variant="primary")
@@ -150,9 +154,7 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Saturation lab", id="saturation"):
                 gr.Markdown(texts.SATURATION, latex_delimiters=texts.LATEX)
                 with gr.Row():
-                    s_cls = gr.Slider(0, 9, value=0, step=1, label="class c")
-                    s_seed = gr.Number(0, precision=0, label="first seed")
-                    s_n = gr.Slider(1, 12, value=6, step=1, label="seeds")
+                    s_cls, s_seed, s_n = _class_seeds(0, 6)
                     s_ws = gr.Textbox("0, 1, 4", label="w values")
                 with gr.Row():
                     s_dyn = gr.Checkbox(False, label="dynamic thresholding (p = 99.5 %)")
