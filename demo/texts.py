@@ -36,10 +36,13 @@ from "any digit". Grey = 0 on the $\epsilon$ maps.
 TRUNCATION = r"""
 **Truncation vs guidance (the motivation).** BigGAN's truncation trick resamples latent values with $|z| > $ threshold
 (2, 1, 0.5, 0.04 in the seed's figure): quality ↑, variety ↓. The diffusion analogues are truncating the initial noise
-$z_{\lambda_{\min}}$ or lowering the noise temperature. **What the curves below show:** on our model, truncating the
-*initial* noise barely changes anything (FID and IS stay at the $w = 0$ point): the ancestral sampler injects fresh noise
-at every step and forgets most of $z_{\lambda_{\min}}$. Guidance instead moves along a real trade-off: IS rises and FID rises
-with $w$. This is the paper's point: a diffusion model needs guidance, not truncation, to trade diversity for fidelity.
+$z_{\lambda_{\min}}$ or lowering the noise temperature. **What the images and curves show:** on our model, truncating the
+*initial* noise barely changes anything: the rows look alike, and in the shipped curves FID and IS stay at the $w = 0$
+point, because the sampler injects fresh noise at every step and forgets most of $z_{\lambda_{\min}}$ (the shipped
+temperature points scale the initial noise only, and behave the same). Lowering the temperature of *all* the noise (the
+temperature row above, and the live curves) does change the samples: smoother, more prototypical digits, but with no
+class signal behind them. Guidance moves along a real trade-off: IS rises and FID rises with $w$. This is the paper's
+point: a diffusion model needs guidance, not truncation, to trade diversity for fidelity.
 """
 
 CLASSIFIER = r"""
