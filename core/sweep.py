@@ -3,23 +3,21 @@
     python -m core.sweep --w 0 0.1 0.3 0.5 1 2 4 --n 500 --steps 32 --out curves.csv
 
 Every point uses the same seeds 0..N−1 (labels seed mod 10), so curves differ only by w or the noise config.
-Under torchrun, seeds are sharded across ranks and features gathered to rank 0 (see shard_seeds).
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import torch
 
 from core.guidance import GuidanceOptions
-from core.metrics import classifier_features, kid_scale, feature_stats, frechet_distance, inception_score, kernel_inception_distance, load_ref_stats
+from core.metrics import (classifier_features, feature_stats, frechet_distance, inception_score, kernel_inception_distance,
+                          kid_scale, load_ref_stats)
 from core.noise import NoiseConfig
 from core.sampling import SAMPLERS, generate
 

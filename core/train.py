@@ -134,7 +134,7 @@ def train(kind: str, out: Path, cfg: TrainConfig, model_cfg, device_name: str = 
     ckpt = run_dir / "ckpt.safetensors"
     step = _load_ckpt(ckpt, model, ema, opt) if resume and ckpt.exists() else 0
     log = open(run_dir / "train.log", "a")
-    t0, last_ckpt, elapsed_before = time.time(), time.time(), 0.0
+    t0 = last_ckpt = time.time()
     n = x_train.shape[0]
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {kind}", mininterval=5)
     loss_avg = None

@@ -18,7 +18,7 @@ from PIL import Image
 
 from core.data import to_uint8
 from core.diffusion import alpha_sigma
-from core.guidance import GuidanceOptions, classifier_guided_denoiser, classifier_log_prob, cfg_denoiser
+from core.guidance import GuidanceOptions, classifier_guided_denoiser, classifier_log_prob
 from core.images import grid_image
 from core.metrics import classifier_features
 from core.noise import NoiseConfig, SeededNoise

@@ -23,7 +23,6 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 import matplotlib.pyplot as plt
-import numpy as np
 
 from core.pipeline import load_pipeline
 from core.sampling import generate_with_raw_x

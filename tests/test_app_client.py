@@ -3,7 +3,6 @@ import hashlib
 import urllib.request
 
 import pytest
-from gradio_client import Client
 
 pytestmark = pytest.mark.timeout(600)
 

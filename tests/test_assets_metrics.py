@@ -5,7 +5,6 @@ import shutil
 import numpy as np
 import pytest
 import scipy.linalg
-import torch
 from PIL import Image
 
 from core.checkpoint import ASSETS, WeightsError, load_model, sha256_file

@@ -1,5 +1,4 @@
 """The lecture notebooks run top to bottom with SMALL=1 (issue #7)."""
-import os
 from pathlib import Path
 
 import nbformat
