@@ -3,11 +3,13 @@
     python -m core.sweep --w 0 0.1 0.3 0.5 1 2 4 --n 500 --steps 32 --out curves.csv
 
 Every point uses the same seeds 0..N−1 (labels seed mod 10), so curves differ only by w or the noise config.
+Under `torchrun --nproc_per_node=K -m core.sweep …` the seeds are sharded across ranks (see core.distributed).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--w", type=float, nargs="+", default=[0, 0.1, 0.3, 0.5, 1, 2, 4])
     ap.add_argument("--truncation", type=float, nargs="*", default=[])
     ap.add_argument("--temperature", type=float, nargs="*", default=[])
-    ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--n", "--samples", dest="n", type=int, default=500, help="samples per point (--samples under torchrun)")
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--sampler", choices=SAMPLERS, default="ancestral")
     ap.add_argument("--v", type=float, default=0.3)
@@ -186,6 +188,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--inception", type=Path, default=None, help="local inception-2015-12-05.pt; default: digit classifier")
     ap.add_argument("--out", type=Path, default=Path("curves.csv"))
     a = ap.parse_args(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun: shard the seeds across ranks
+        _main_distributed(a)
+        return
     pipe = load_pipeline(a.device)
     points = parse_points(a.w, a.truncation, a.temperature)
     feats, ref = None, None
@@ -204,11 +209,33 @@ def main(argv: list[str] | None = None) -> None:
         write_csv(a.out, upd.rows(a.steps, a.sampler))  # partial results survive an interrupted run
         last = upd
     bar.close()
-    rows = last.rows(a.steps, a.sampler)
+    _report(a, last.rows(a.steps, a.sampler), last.elapsed)
+
+
+def _report(a, rows: list[dict], elapsed: float) -> None:
     write_csv(a.out, rows)
     for r in rows:
         print(f"{r['label']:>14}  FID {r['FID']:8.3f}  IS {r['IS']:6.3f} ± {r['IS_std']:.3f}  KID {r['KID']:.4f}  N {r['N']}  {r['seconds']:.1f}s")
-    print(f"wrote {a.out} in {last.elapsed:.1f} s")
+    print(f"wrote {a.out} in {elapsed:.1f} s")
+
+
+def _main_distributed(a) -> None:
+    """torchrun path: every rank samples its block of seeds; rank 0 computes the metrics and writes the CSV."""
+    import torch.distributed as dist
+
+    from core.distributed import init_from_env, sharded_sweep
+    from core.pipeline import load_pipeline
+
+    if a.inception:
+        raise SystemExit("--inception is not supported under torchrun yet")
+    rank, world, dev = init_from_env()
+    pipe = load_pipeline(str(dev))
+    t = time.perf_counter()
+    results = sharded_sweep(pipe.model, pipe.classifier, parse_points(a.w, a.truncation, a.temperature), a.n, a.steps,
+                            a.sampler, a.v, a.batch)
+    if rank == 0:
+        _report(a, [r.row(a.steps, a.sampler) for r in results], time.perf_counter() - t)
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
