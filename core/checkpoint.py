@@ -68,7 +68,3 @@ def load_model(stem: Path, device: str | torch.device = "cpu") -> nn.Module:
         raise WeightsError(f"cannot load {weights}: {e}") from e
     return model.eval().to(device)
 
-
-def read_meta(stem: Path) -> dict:
-    """The JSON sidecar of a saved model."""
-    return json.loads(Path(stem).with_suffix(".json").read_text())

@@ -36,9 +36,3 @@ def pick_device(name: str = "auto") -> torch.device:
         torch.set_num_threads(physical_cores())
     return dev
 
-
-def autocast_ctx(device: torch.device, dtype: str | None):
-    """bf16/fp16 autocast on CUDA when asked; a disabled context otherwise."""
-    if device.type == "cuda" and dtype in ("bf16", "fp16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
-    return torch.autocast("cpu", enabled=False)
