@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from core.guidance import GuidanceOptions
-from core.sweep import PointResult, SweepPoint, _update_metrics, sweep_stream
+from core.sweep import PointResult, SweepPoint, _update_metrics, prepare_ref, sweep_stream
 
 
 def shard(n: int, rank: int, world: int) -> tuple[int, int]:
@@ -52,10 +52,7 @@ def sharded_sweep(model, classifier, points: list[SweepPoint], n: int, steps: in
     dist.gather_object(mine, gathered, dst=0)
     if rank != 0:
         return None
-    from core.metrics import kid_scale, load_ref_stats
-
-    ref = dict(ref if ref is not None else load_ref_stats())
-    ref.setdefault("kid_scale", kid_scale(ref["features"]))
+    ref = prepare_ref(ref)
     out = []
     for i, p in enumerate(points):
         r = PointResult(p)

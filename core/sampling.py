@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from core.diffusion import LOGSNR_MAX, LOGSNR_MIN, diffuse, eps_from_x, logsnr_schedule_cosine, posterior, x_from_eps
-from core.guidance import Denoiser, GuidanceOptions, cfg_denoiser
+from core.guidance import Denoiser, GuidanceOptions, LogProb, cfg_denoiser, classifier_guided_denoiser
 from core.noise import NoiseConfig, SeededNoise
 
 MAX_STEPS = 1000
@@ -91,6 +91,18 @@ def run_sampler(name: str, denoiser: Denoiser, noise: SeededNoise, steps: int, v
     return sample_ancestral(denoiser, z, steps, noise, v, clip_x, callback)
 
 
+def _grid_inputs(model, seeds: list[int], labels: list[int], ws: list[float],
+                 noise_cfg: NoiseConfig) -> tuple[SeededNoise, Tensor, Tensor]:
+    """Noise, labels and per-row w of an (n_w × n_seeds) grid: row j repeats the seeds' streams at w = ws[j]."""
+    assert len(seeds) == len(labels) and len(seeds) > 0 and len(ws) > 0, (len(seeds), len(labels), len(ws))
+    cfg = model.cfg
+    dev = next(model.parameters()).device
+    noise = SeededNoise(list(seeds), (cfg.in_channels, cfg.image_size, cfg.image_size), noise_cfg, dev).repeat(len(ws))
+    c = torch.tensor(list(labels) * len(ws), dtype=torch.long, device=dev)
+    w = torch.tensor(ws, dtype=torch.float32).repeat_interleave(len(seeds))
+    return noise, c, w
+
+
 def generate(model, seeds: list[int], labels: list[int], ws: list[float], steps: int, sampler: str = "ddim",
              v: float = 0.3, noise_cfg: NoiseConfig = NoiseConfig(), opts: GuidanceOptions = GuidanceOptions(),
              clip_x: bool = True, callback: Callback | None = None) -> Tensor:
@@ -98,16 +110,20 @@ def generate(model, seeds: list[int], labels: list[int], ws: list[float], steps:
 
     Sample (j, i) depends only on seeds[i], labels[i] and ws[j]: all rows share the seeds' noise streams.
     """
-    assert len(seeds) == len(labels) and len(seeds) > 0 and len(ws) > 0, (len(seeds), len(labels), len(ws))
-    cfg = model.cfg
-    dev = next(model.parameters()).device
-    n_w, n_s = len(ws), len(seeds)
-    noise = SeededNoise(list(seeds), (cfg.in_channels, cfg.image_size, cfg.image_size), noise_cfg, dev).repeat(n_w)
-    c = torch.tensor(list(labels) * n_w, dtype=torch.long, device=dev)
-    w = torch.tensor(ws, dtype=torch.float32).repeat_interleave(n_s)
-    den = cfg_denoiser(model, c, w, cfg.null_label, opts)
+    noise, c, w = _grid_inputs(model, seeds, labels, ws, noise_cfg)
+    den = cfg_denoiser(model, c, w, model.cfg.null_label, opts)
     x = run_sampler(sampler, den, noise, steps, v, clip_x, callback)
-    return x.reshape(n_w, n_s, *x.shape[1:])
+    return x.reshape(len(ws), len(seeds), *x.shape[1:])
+
+
+def generate_classifier_guided(model, log_prob: LogProb, seeds: list[int], labels: list[int], ws: list[float],
+                               steps: int, sampler: str = "ddim", v: float = 0.3, noise_cfg: NoiseConfig = NoiseConfig(),
+                               guide_uncond: bool = False) -> Tensor:
+    """Classifier guidance (paper Eq. 4) on a same-seed grid: images (n_w, n_seeds, C, H, W); guide_uncond guides ε(z)."""
+    noise, c, w = _grid_inputs(model, seeds, labels, ws, noise_cfg)
+    den = classifier_guided_denoiser(model, log_prob, c, w, model.cfg.null_label, guide_uncond=guide_uncond)
+    x = run_sampler(sampler, den, noise, steps, v)
+    return x.reshape(len(ws), len(seeds), *x.shape[1:])
 
 
 def generate_with_raw_x(model, seeds: list[int], labels: list[int], ws: list[float], steps: int, sampler: str = "ddim",

@@ -95,6 +95,13 @@ def _update_metrics(r: PointResult, ref: dict, kid_subsets: int, kid_subset_size
                                                  subset_size=min(kid_subset_size, f.shape[0]), scale=float(ref["kid_scale"]))
 
 
+def prepare_ref(ref: dict | None) -> dict:
+    """The reference statistics to compare against (the shipped ones by default), with their KID feature scale."""
+    ref = dict(ref if ref is not None else load_ref_stats())
+    ref.setdefault("kid_scale", kid_scale(ref["features"]))
+    return ref
+
+
 def sweep_stream(model, classifier, points: list[SweepPoint], n: int, steps: int, sampler: str = "ddim", v: float = 0.3,
                  batch: int = 50, first_batch: int | None = 10, opts: GuidanceOptions = GuidanceOptions(),
                  kid_subsets: int = 20, seed_offset: int = 0, ref: dict | None = None,
@@ -113,8 +120,7 @@ def sweep_stream(model, classifier, points: list[SweepPoint], n: int, steps: int
         raise ValueError(f"N must be ≥ 1, got {n}")
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}")
-    ref = dict(ref if ref is not None else load_ref_stats())
-    ref.setdefault("kid_scale", kid_scale(ref["features"]))
+    ref = prepare_ref(ref)
     feat_fn = features if features is not None else (lambda x: classifier_features(classifier, x))
     results = [PointResult(p) for p in points]
     groups: dict[NoiseConfig, list[int]] = {}

@@ -18,12 +18,12 @@ from PIL import Image
 
 from core.data import to_uint8
 from core.diffusion import alpha_sigma
-from core.guidance import GuidanceOptions, classifier_guided_denoiser, classifier_log_prob
+from core.guidance import GuidanceOptions, classifier_log_prob
 from core.images import grid_image
 from core.metrics import classifier_features
-from core.noise import NoiseConfig, SeededNoise
+from core.noise import NoiseConfig
 from core.pipeline import Pipeline, load_pipeline
-from core.sampling import generate, generate_with_raw_x, run_sampler, sampling_logsnrs
+from core.sampling import generate, generate_classifier_guided, generate_with_raw_x, sampling_logsnrs
 from core.sweep import SweepPoint, sweep_stream, write_csv
 from demo import plots
 from demo.validate import (check_class, check_curve_n, check_grid_size, check_int, check_n_seeds, check_sampler,
@@ -310,25 +310,20 @@ def classifier_vs_cfg(cls, seed_start, n_seeds, scales_text, steps, sampler: str
     check_grid_size(3 * len(scales), n)
     p = pipe()
     seeds = list(range(s0, s0 + n))
-    shape = (1, 28, 28)
     lp = classifier_log_prob(p.noisy_classifier)
     rows, names = [], []
     t = time.perf_counter()
     with _MODEL_LOCK:
         for guide_uncond in (False, True):
-            noise = SeededNoise(seeds * len(scales), shape, device=p.device)
-            cc = torch.tensor([c] * (n * len(scales)), device=p.device)
-            w = torch.tensor(scales, dtype=torch.float32).repeat_interleave(n)
-            den = classifier_guided_denoiser(p.model, lp, cc, w, p.model.cfg.null_label, guide_uncond=guide_uncond)
-            x = run_sampler(sampler, den, noise, steps).reshape(len(scales), n, *shape)
-            rows.extend(x)
+            rows.extend(generate_classifier_guided(p.model, lp, seeds, [c] * n, scales, steps, sampler,
+                                                   guide_uncond=guide_uncond))
             names += [f"CG on {'eps(z)' if guide_uncond else 'eps(z,c)'} w={s:g}" for s in scales]
         xs = generate(p.model, seeds, [c] * n, scales, steps, sampler)
     rows.extend(xs)
     names += [f"CFG {_w_label(s)}" for s in scales]
     dt = time.perf_counter() - t
     x_all = torch.stack(rows)  # (R, n, 1, 28, 28)
-    flat = x_all.reshape(-1, *shape)
+    flat = x_all.reshape(-1, *x_all.shape[2:])
     lam_clean = torch.full((flat.shape[0],), 8.0, device=flat.device)
     with torch.inference_mode():
         p_guide = torch.softmax(p.noisy_classifier(flat.to(p.device), lam_clean), 1)[:, c].reshape(len(rows), n).mean(1)
@@ -371,7 +366,7 @@ def saturation_lab(cls, seed_start, n_seeds, w_list, dyn_threshold: bool, rescal
     sat_fix = (fixed.abs() > 1.0).float().mean(dim=(1, 2, 3, 4)).numpy()
     hist = plots.histogram_figure(ws, raw.numpy(), fixed.numpy() if remedy else None)
     curve = plots.saturation_figure(ws, sat_raw, sat_fix if remedy else None)
-    info = _info("last-step x̂ before clipping", len(rows) * n, steps * 2, dt) + " · saturated (|x̂|>1): " + ", ".join(
+    info = _info("last-step x̂ before clipping", len(rows) * n, _nfe(ws, steps), dt) + " · saturated (|x̂|>1): " + ", ".join(
         f"w={w:g}: {100 * s:.1f} %" for w, s in zip(ws, sat_raw))
     return img, hist, curve, info
 

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 from core.data import to_uint8
-from core.guidance import classifier_guided_denoiser, classifier_log_prob
+from core.guidance import classifier_log_prob
 from core.metrics import classifier_features
 from core.noise import NoiseConfig, SeededNoise
 from core.pipeline import load_pipeline
-from core.sampling import generate, run_sampler
+from core.sampling import generate, generate_classifier_guided
 
 SMALL = os.environ.get("SMALL", "0") == "1"
 N_SEEDS = 4 if SMALL else 8
@@ -90,11 +90,7 @@ show(rows, names, "Truncation / temperature (w = 0), same seeds")
 # %%
 lp = classifier_log_prob(pipe.noisy_classifier)
 scales = [0.0, 1.0, 3.0, 10.0]
-rows = []
-for w in scales:
-    noise = SeededNoise(seeds, (1, 28, 28))
-    den = classifier_guided_denoiser(pipe.model, lp, torch.tensor(labels), torch.full((N_SEEDS,), w), pipe.model.cfg.null_label)
-    rows.append(run_sampler("ddim", den, noise, STEPS))
+rows = list(generate_classifier_guided(pipe.model, lp, seeds, labels, scales, STEPS, "ddim"))
 show(rows, [f"CG w={w:g}" for w in scales], "Classifier guidance: ε − w σ ∇ log p_φ(c|z)")
 
 # %% [markdown]
