@@ -16,3 +16,25 @@ def header(title: str) -> None:
     print(f"# {title}")
     print(f"# machine: {platform.node()} {platform.machine()} {cpu}, {os.cpu_count()} logical CPUs")
     print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}")
+
+
+def naive_grid(model, seeds: list[int], labels: list[int], ws: list[float], steps: int, device: str = "cpu"):
+    """The reference repos' loop: one w at a time, two separate forward passes per step (DDIM)."""
+    from core.guidance import EpsOut
+    from core.noise import SeededNoise
+    from core.sampling import run_sampler
+
+    outs = []
+    for w in ws:
+        noise = SeededNoise(seeds, (1, 28, 28), device=device)
+        c = torch.tensor(labels, device=device)
+        null = torch.full_like(c, model.cfg.null_label)
+
+        def den(z, lam, c=c, null=null, w=w):
+            lt = torch.full((z.shape[0],), lam, device=z.device)
+            e_c = model(z, lt, c)
+            e_u = model(z, lt, null)
+            return EpsOut((1 + w) * e_c - w * e_u, e_c, e_u)
+
+        outs.append(run_sampler("ddim", den, noise, steps))
+    return torch.stack(outs)

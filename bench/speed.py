@@ -14,11 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from bench.common import header  # noqa: E402
-from core.guidance import EpsOut  # noqa: E402
-from core.noise import SeededNoise  # noqa: E402
+from bench.common import header, naive_grid  # noqa: E402
 from core.pipeline import load_pipeline  # noqa: E402
-from core.sampling import generate, run_sampler  # noqa: E402
+from core.sampling import generate  # noqa: E402
 from demo.handlers import DEFAULT_STEPS  # noqa: E402
 
 
@@ -45,24 +43,6 @@ def gemm_peak(n: int = 1024, reps: int = 20) -> float:
     for _ in range(reps):
         a @ b
     return reps * 2 * n**3 / (time.perf_counter() - t)
-
-
-def naive_grid(model, seeds, labels, ws, steps):
-    """The reference repos' loop: one w at a time, two separate forward passes per step."""
-    outs = []
-    for w in ws:
-        noise = SeededNoise(seeds, (1, 28, 28))
-        c = torch.tensor(labels)
-        null = torch.full_like(c, model.cfg.null_label)
-
-        def den(z, lam):
-            lt = torch.full((z.shape[0],), lam)
-            e_c = model(z, lt, c)
-            e_u = model(z, lt, null)
-            return EpsOut((1 + w) * e_c - w * e_u, e_c, e_u)
-
-        outs.append(run_sampler("ddim", den, noise, steps))
-    return torch.stack(outs)
 
 
 def main() -> None:

@@ -84,43 +84,68 @@ def _run_model(model: Model, z: Tensor, logsnr: Tensor, c: Tensor, amp_dtype: st
     return model(z, logsnr, c)
 
 
-def cfg_denoiser(model: Model, c: Tensor, w: Tensor, null_label: int, opts: GuidanceOptions = GuidanceOptions()) -> Denoiser:
+def cfg_denoiser(model: Model, c: Tensor, w: Tensor, null_label: int, opts: GuidanceOptions = GuidanceOptions(),
+                 tiles: int = 1) -> Denoiser:
     """Classifier-free guidance as a denoiser transform (paper Alg. 2): one batched [cond; uncond] pass per step.
 
     c: labels (B,) in 0..K−1; w: guidance weights (B,), any real value (w = −1 is the unconditional model).
     Rows with w = 0 get no uncond pass (their eps_uncond is a copy of eps_cond); with no guided row at this λ
     the uncond half is skipped entirely and eps_uncond is None.
+    tiles: the rows are `tiles` copies of the first B/tiles (label, seed) pairs, one copy per w, as in a same-seed
+    grid. The first call's z then holds identical copies (the shared initial noise), so ε_θ runs on one copy and is
+    tiled: bitwise the same result for a batch-invariant model, with 1/tiles of that step's network rows.
     """
     assert c.dim() == 1 and w.shape == c.shape, (c.shape, w.shape)
+    assert tiles >= 1 and c.shape[0] % tiles == 0, (tiles, c.shape)
     w_host = w.detach().to("cpu", torch.float64)
     if not torch.isfinite(w_host).all():
         raise ValueError("guidance weights must be finite")
     dev = c.device
+    b_all, n_one = c.shape[0], c.shape[0] // tiles
+    if tiles > 1:
+        c_host = c.detach().cpu()
+        assert torch.equal(c_host, c_host[:n_one].repeat(tiles)), "tiles > 1 needs labels tiled like the seeds"
     # Rows with w = 0 need no ε_θ(z): the uncond half covers only the guided rows (host-side index, no syncs).
-    rows_u = torch.arange(c.shape[0]) if opts.always_uncond else torch.nonzero(w_host != 0).flatten()
+    rows_u = torch.arange(b_all) if opts.always_uncond else torch.nonzero(w_host != 0).flatten()
     any_w = bool((w_host != 0).any())
-    rows_u_dev = rows_u.to(dev)
     w_dev = w.to(dev, torch.float32)
-    c_both = torch.cat([c, torch.full((rows_u.numel(),), null_label, dtype=c.dtype, device=dev)])
+    mask_u_dev = torch.zeros(b_all, dtype=torch.bool)
+    mask_u_dev[rows_u] = True
+    mask_u_dev = mask_u_dev.to(dev).reshape(-1, 1, 1, 1)
+    full = (c, rows_u.to(dev), torch.cat([c, torch.full((rows_u.numel(),), null_label, dtype=c.dtype, device=dev)]))
+    one = (c[:n_one], torch.arange(n_one, device=dev), torch.cat([c[:n_one], torch.full((n_one,), null_label, dtype=c.dtype, device=dev)]))
+    first_call = tiles > 1
+
+    def eps_pair(z: Tensor, logsnr: float, rows: tuple[Tensor, Tensor, Tensor], need_u: bool) -> tuple[Tensor, Tensor | None]:
+        c_rows, rows_u_dev, c_both = rows
+        b, n_u = z.shape[0], rows_u_dev.numel()
+        if not need_u:
+            return _run_model(model, z, torch.full((b,), float(logsnr), device=z.device), c_rows, opts.amp_dtype), None
+        z_u = z if n_u == b else z.index_select(0, rows_u_dev)
+        both = _run_model(model, torch.cat([z, z_u]), torch.full((b + n_u,), float(logsnr), device=z.device), c_both,
+                          opts.amp_dtype)
+        eps_c = both[:b]
+        return eps_c, (both[b:] if n_u == b else eps_c.index_copy(0, rows_u_dev, both[b:]))
 
     def denoise(z: Tensor, logsnr: float) -> EpsOut:
-        b = z.shape[0]
-        assert b == c.shape[0], (z.shape, c.shape)
-        lam = torch.full((b,), float(logsnr), device=z.device, dtype=torch.float32)
+        nonlocal first_call
+        assert z.shape[0] == b_all, (z.shape, c.shape)
         in_interval = opts.interval is None or (opts.interval[0] <= logsnr <= opts.interval[1])
         guided = any_w and in_interval
-        # 1. The network: cond only, or cond and (guided rows') uncond concatenated in one forward pass.
-        if not guided and not opts.always_uncond:
-            eps_c = _run_model(model, z, lam, c, opts.amp_dtype)
-            eps_u = None
-            eps = eps_c
+        need_u = guided or opts.always_uncond
+        # 1. The network: cond only, or cond and (guided rows') uncond concatenated in one forward pass; on the
+        #    first call of a tiled grid, on one copy of the rows only.
+        if first_call:
+            first_call = False
+            if z.device.type == "cpu":  # (a free check on the CPU; on CUDA it would cost a device sync)
+                assert torch.equal(z, z[:n_one].repeat(tiles, 1, 1, 1)), "first call of a tiled grid needs tiled z"
+            eps_c, eps_u = eps_pair(z[:n_one], logsnr, one, need_u)
+            eps_c = eps_c.repeat(tiles, 1, 1, 1)
+            if eps_u is not None:
+                eps_u = torch.where(mask_u_dev, eps_u.repeat(tiles, 1, 1, 1), eps_c)
         else:
-            n_u = rows_u.numel()
-            z_u = z if n_u == b else z.index_select(0, rows_u_dev)
-            both = _run_model(model, torch.cat([z, z_u]), lam.new_full((b + n_u,), float(logsnr)), c_both, opts.amp_dtype)
-            eps_c = both[:b]
-            eps_u = both[b:] if n_u == b else eps_c.index_copy(0, rows_u_dev, both[b:])
-            eps = cfg_combine(eps_c, eps_u, w_dev) if guided else eps_c
+            eps_c, eps_u = eps_pair(z, logsnr, full, need_u)
+        eps = cfg_combine(eps_c, eps_u, w_dev) if guided else eps_c
         # 2. The x̂-space variants, then back to ε.
         if (guided and opts.rescale_phi > 0) or opts.dynamic_threshold is not None:
             lam0 = torch.tensor(float(logsnr), dtype=torch.float64)

@@ -56,11 +56,18 @@ class SeededNoise:
             zs = [torch.randn(self.shape, generator=g) for g in self.gens]
         else:
             zs = [truncated_normal(self.shape, self.cfg.truncation, g) for g in self.gens]
-        return (torch.stack(zs) * self.cfg.temperature).to(self.device)
+        return self._to_device(torch.stack(zs) * self.cfg.temperature)
 
     def step(self) -> Tensor:
         """Fresh per-step noise ε ~ N(0, τ_step² I), (B, *shape)."""
-        return (torch.stack([torch.randn(self.shape, generator=g) for g in self.gens]) * self.cfg.step_temperature).to(self.device)
+        return self._to_device(torch.stack([torch.randn(self.shape, generator=g) for g in self.gens]) * self.cfg.step_temperature)
+
+    def _to_device(self, x: Tensor) -> Tensor:
+        # Noise is drawn on the CPU (so a seed gives the same pixels on every device); on CUDA it goes through
+        # pinned memory asynchronously, so the sampling loop never waits on a host→device copy.
+        if self.device.type != "cuda":
+            return x.to(self.device)
+        return x.pin_memory().to(self.device, non_blocking=True)
 
     def repeat(self, n: int) -> "SeededNoise":
         """The same seeds tiled n times (for a grid of n w values on one set of seeds)."""

@@ -111,7 +111,7 @@ def generate(model, seeds: list[int], labels: list[int], ws: list[float], steps:
     Sample (j, i) depends only on seeds[i], labels[i] and ws[j]: all rows share the seeds' noise streams.
     """
     noise, c, w = _grid_inputs(model, seeds, labels, ws, noise_cfg)
-    den = cfg_denoiser(model, c, w, model.cfg.null_label, opts)
+    den = cfg_denoiser(model, c, w, model.cfg.null_label, opts, tiles=len(ws))
     x = run_sampler(sampler, den, noise, steps, v, clip_x, callback)
     return x.reshape(len(ws), len(seeds), *x.shape[1:])
 

@@ -170,20 +170,23 @@ class FixedBatch(nn.Module):
         self.chunk = chunk
         self.cfg = model.cfg
         self.compiled = None  # set by enable_compile(); None = eager
+        self.cuda_graphs = False
 
-    def enable_compile(self, swap_lock=None) -> str:
+    def enable_compile(self, swap_lock=None, mode: str | None = None) -> str:
         """Compile the inner model for the chunk shape and warm it up; returns 'compiled' or 'eager (<reason>)'.
 
-        The swap happens under swap_lock (when given), so a sampling run holding it never mixes eager and compiled.
+        mode is torch.compile's (e.g. "reduce-overhead" = CUDA graphs on a GPU). The swap happens under swap_lock
+        (when given), so a sampling run holding it never mixes eager and compiled.
         """
         try:
-            fn = torch.compile(self.inner, dynamic=False)
+            fn = torch.compile(self.inner, dynamic=False, mode=mode)
             p = next(self.inner.parameters())
             z = torch.zeros(self.chunk, self.cfg.in_channels, self.cfg.image_size, self.cfg.image_size, device=p.device)
             with torch.inference_mode():
                 fn(z, torch.zeros(self.chunk, device=p.device), torch.zeros(self.chunk, dtype=torch.long, device=p.device))
         except Exception as e:  # no C++ compiler, unsupported platform, …: stay eager
             return f"eager ({type(e).__name__}: {str(e)[:120]})"
+        self.cuda_graphs = mode is not None and "reduce-overhead" in mode and p.device.type == "cuda"
         if swap_lock is None:
             self.compiled = fn
         else:
@@ -199,5 +202,12 @@ class FixedBatch(nn.Module):
             logsnr = torch.cat([logsnr, logsnr[:1].expand(pad)])
             c = torch.cat([c, c[:1].expand(pad)])
         net = self.compiled if self.compiled is not None else self.inner
-        outs = [net(z[i:i + k], logsnr[i:i + k], c[i:i + k]) for i in range(0, z.shape[0], k)]
-        return torch.cat(outs)[:b]
+        out = None
+        for i in range(0, z.shape[0], k):
+            if self.compiled is not None and self.cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()  # the graph's output buffer is reused by the next replay
+            eps = net(z[i:i + k], logsnr[i:i + k], c[i:i + k])
+            if out is None:
+                out = eps.new_empty((z.shape[0], *eps.shape[1:]))
+            out[i:i + k] = eps  # copied out at once, before a replay can overwrite it
+        return out[:b]

@@ -150,6 +150,22 @@ def test_same_seed_alone_equals_inside_grid_bitwise(tiny_unet, sampler):
     assert torch.equal(alone, mixed[1, 1])
 
 
+
+def test_tiled_grid_runs_the_shared_first_step_once(tiny_unet):
+    """A same-seed grid's first step sees one copy of the rows; every pixel equals the untiled denoiser's."""
+    model = CountingModel(FixedBatch(tiny_unet, 16))
+    ws, seeds, labels = [0.0, 1.0, 3.0], [4, 9], [2, 7]
+    x = generate(model, seeds, labels, ws, 5, "ancestral")
+    # Step 0: 2 cond + 2 uncond rows instead of 6 + 4; later steps: 6 cond + 4 uncond (w = 0 has no uncond row).
+    assert [c.shape[0] for c in model.calls] == [4] + [10] * 4
+    noise = SeededNoise(seeds, (1, 28, 28)).repeat(3)
+    c, w = torch.tensor(labels * 3), torch.tensor(ws).repeat_interleave(2)
+    untiled = run_sampler("ancestral", cfg_denoiser(model, c, w, model.cfg.null_label), noise, 5)
+    assert torch.equal(x.reshape(untiled.shape), untiled)
+    # Labels that do not tile like the seeds are refused.
+    with pytest.raises(AssertionError, match="tiled"):
+        cfg_denoiser(model, torch.tensor([1, 2, 3, 4]), torch.zeros(4), 10, tiles=2)
+
 def test_seeded_noise_independent_of_batch():
     a = SeededNoise([7], (1, 4, 4))
     b = SeededNoise([1, 7, 9], (1, 4, 4))
