@@ -120,18 +120,32 @@ def main() -> None:
         m.compiled, m.cuda_graphs = None, False
     else:
         print("compiled + CUDA graphs: skipped (time budget)")
+    if left(a.budget) > 120:  # a bigger chunk: how far a larger batch fills the GPU
+        big = load_pipeline("cuda", chunk=1024).model
+        state = big.enable_compile(mode="reduce-overhead")
+        if state == "compiled":
+            s4 = list(range(1024))
+            dt = cuda_time(lambda: generate(big, s4, [s % 10 for s in s4], [1.0], a.steps, "ddim", opts=GuidanceOptions(amp_dtype="bf16")))
+            achieved = 1024 * (2 * a.steps - 1) * flops_per_fwd / dt
+            rates["bf16 compiled+graphs, batch 1024"] = 1024 / dt
+            print(f"bf16 compiled + CUDA graphs, chunk 1024: {1024 / dt:,.0f} samples/s at batch 1024; "
+                  f"{achieved / 1e12:.2f} TFLOP/s = {100 * achieved / peak:.2f} % of the bf16 peak", flush=True)
+        del big
     base = rates["fp32 eager"]
     print("speed-ups over fp32 eager: " + ", ".join(f"{k} {v / base:.2f}×" for k, v in rates.items()), flush=True)
 
+    # TF32 (on by default for cuDNN convs) rounds to a 10-bit mantissa; the equality checks below run in full fp32.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     # 3. Batched w-grid vs the naive loop (one w at a time, two passes per step), both eager fp32.
     ws, gseeds = [0.5, 1.0, 2.0, 3.0], list(range(64))
     glabels = [s % 10 for s in gseeds]
     tb = cuda_time(lambda: generate(m, gseeds, glabels, ws, 16, "ddim"))
     tn = cuda_time(lambda: naive_grid(m.inner, gseeds, glabels, ws, 16, device="cuda"))
-    same = torch.allclose(generate(m, gseeds, glabels, ws, 16, "ddim"), naive_grid(m.inner, gseeds, glabels, ws, 16, "cuda"),
-                          atol=1e-3)
+    diff = (generate(m, gseeds, glabels, ws, 16, "ddim") - naive_grid(m.inner, gseeds, glabels, ws, 16, "cuda")).abs()
+    same = f"max |Δx| {diff.max().item():.1e} (fp32, TF32 off)"
     print(f"4 w × 64 seeds, DDIM T=16: batched {tb * 1000:.0f} ms, naive {tn * 1000:.0f} ms → {tn / tb:.2f}× "
-          f"(outputs equal to 1e-3: {same})  [goal ≥ 1.8×]", flush=True)
+          f"({same})  [goal ≥ 1.8×]", flush=True)
 
     # 4. The same seeds on the CPU: same pixels within tolerance (kernels differ, so not bitwise).
     cpu = load_pipeline("cpu")
@@ -139,9 +153,9 @@ def main() -> None:
     for name in ("ancestral", "ddim"):
         x_gpu = generate(m, few, labels[:16], [1.0], 8, name).cpu()
         x_cpu = generate(cpu.model, few, labels[:16], [1.0], 8, name)
-        err = (x_gpu - x_cpu).abs().max().item()
-        print(f"GPU vs CPU, same seeds, {name} T=8, w=1: max |Δx| = {err:.2e} "
-              f"({'OK' if err < 2e-2 else 'MISMATCH'}, tolerance 2e-2)", flush=True)
+        err = (x_gpu - x_cpu).abs()
+        print(f"GPU vs CPU (fp32, TF32 off), same seeds, {name} T=8, w=1: max |Δx| = {err.max().item():.2e}, "
+              f"mean {err.mean().item():.2e} ({'OK' if err.max().item() < 2e-2 else 'MISMATCH'}, tolerance 2e-2)", flush=True)
     print(f"total {time.perf_counter() - T0:.0f} s")
 
 
