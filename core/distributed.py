@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from core.guidance import GuidanceOptions
-from core.sweep import PointResult, SweepPoint, _update_metrics, prepare_ref, sweep_stream
+from core.sweep import PointResult, SweepPoint, prepare_ref, sweep_stream
 
 
 def shard(n: int, rank: int, world: int) -> tuple[int, int]:
@@ -45,7 +45,7 @@ def sharded_sweep(model, classifier, points: list[SweepPoint], n: int, steps: in
     last = None
     if count:
         for last in sweep_stream(model, classifier, points, count, steps, sampler, v, batch, first_batch=None,
-                                 opts=opts, kid_subsets=kid_subsets, seed_offset=start, ref=ref):
+                                 opts=opts, kid_subsets=kid_subsets, seed_offset=start, ref=ref, lazy_metrics=True):
             pass
     mine = [(r.feats, r.probs, r.seconds) for r in last.results] if last is not None else None
     gathered = [None] * world if rank == 0 else None
@@ -61,6 +61,6 @@ def sharded_sweep(model, classifier, points: list[SweepPoint], n: int, steps: in
                 r.feats += part[i][0]
                 r.probs += part[i][1]
                 r.seconds = max(r.seconds, part[i][2])
-        _update_metrics(r, ref, kid_subsets, 500)
+        r.update_metrics(ref, kid_subsets, 500)
         out.append(r)
     return out

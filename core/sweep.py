@@ -11,7 +11,7 @@ import argparse
 import csv
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -56,10 +56,26 @@ class PointResult:
     is_std: float = float("nan")
     kid: float = float("nan")
     kid_std: float = float("nan")
+    metrics_n: int = 0  # the N at which the metrics above were computed
 
     @property
     def n(self) -> int:
         return int(sum(f.shape[0] for f in self.feats))
+
+    def update_metrics(self, ref: dict, kid_subsets: int = 20, kid_subset_size: int = 500) -> None:
+        """FID / IS / KID of the samples so far against ref (prepare_ref's); a no-op when N has not changed."""
+        if self.metrics_n == self.n or not self.feats:
+            return
+        f = np.concatenate(self.feats)
+        p = np.concatenate(self.probs)
+        if f.shape[0] >= 2:
+            mu, sigma = feature_stats(f)
+            self.fid = frechet_distance(mu, sigma, ref["mu"], ref["sigma"])
+        self.is_mean, self.is_std = inception_score(p, splits=max(1, min(10, f.shape[0] // 10)))
+        self.kid, self.kid_std = kernel_inception_distance(f, ref["features"], subsets=kid_subsets,
+                                                           subset_size=min(kid_subset_size, f.shape[0]),
+                                                           scale=float(ref["kid_scale"]))
+        self.metrics_n = f.shape[0]
 
     def row(self, steps: int, sampler: str) -> dict:
         """A CSV row."""
@@ -72,27 +88,41 @@ class PointResult:
 
 @dataclass
 class SweepUpdate:
-    """What the stream yields after each batch: every point's running metrics and the progress."""
+    """What the stream yields after each batch: every point's samples so far, the progress and the metric settings."""
 
     results: list[PointResult]
     done: int
     total: int
     elapsed: float
+    ref: dict = field(default_factory=dict)
+    kid_subsets: int = 20
+    kid_subset_size: int = 500
 
     def rows(self, steps: int, sampler: str) -> list[dict]:
-        """CSV rows of every point."""
+        """CSV rows of every point, computing any metrics not yet up to date (lazy_metrics streams)."""
+        for r in self.results:
+            r.update_metrics(self.ref, self.kid_subsets, self.kid_subset_size)
         return [r.row(steps, sampler) for r in self.results]
 
+    def snapshot(self) -> "SweepUpdate":
+        """A copy that later batches of the stream do not change (safe to hand to another thread)."""
+        return replace(self, results=[replace(r, feats=list(r.feats), probs=list(r.probs)) for r in self.results])
 
-def _update_metrics(r: PointResult, ref: dict, kid_subsets: int, kid_subset_size: int) -> None:
-    f = np.concatenate(r.feats)
-    p = np.concatenate(r.probs)
-    if f.shape[0] >= 2:
-        mu, sigma = feature_stats(f)
-        r.fid = frechet_distance(mu, sigma, ref["mu"], ref["sigma"])
-    r.is_mean, r.is_std = inception_score(p, splits=max(1, min(10, f.shape[0] // 10)))
-    r.kid, r.kid_std = kernel_inception_distance(f, ref["features"], subsets=kid_subsets,
-                                                 subset_size=min(kid_subset_size, f.shape[0]), scale=float(ref["kid_scale"]))
+
+def chunk_aligned_size(size: int, rows_per_seed: list[int], chunk: int, lo: int, hi: int) -> int:
+    """The seed count near `size` (±25 %, within [lo, hi]) whose network rows waste the least chunk padding.
+
+    rows_per_seed: rows one seed adds to each batched run (cond rows + guided uncond rows of each noise group).
+    """
+    assert chunk >= 1 and lo >= 1 and hi >= lo, (chunk, lo, hi)
+    size = max(lo, min(hi, size))
+    cands = range(max(lo, (3 * size) // 4), min(hi, (5 * size) // 4) + 1)
+
+    def waste(s: int) -> float:
+        rows = [r * s for r in rows_per_seed]
+        return sum((-n) % chunk for n in rows) / max(1, sum(rows))
+
+    return min(cands, key=lambda s: (round(waste(s), 3), abs(s - size)))
 
 
 def prepare_ref(ref: dict | None) -> dict:
@@ -106,13 +136,14 @@ def sweep_stream(model, classifier, points: list[SweepPoint], n: int, steps: int
                  batch: int = 50, first_batch: int | None = 10, opts: GuidanceOptions = GuidanceOptions(),
                  kid_subsets: int = 20, seed_offset: int = 0, ref: dict | None = None,
                  features=None, target_batch_seconds: float | None = None,
-                 kid_subset_size: int = 500) -> Iterator[SweepUpdate]:
+                 kid_subset_size: int = 500, lazy_metrics: bool = False) -> Iterator[SweepUpdate]:
     """Yield updated FID/IS/KID curves after every batch of seeds; all points share seeds seed_offset..+n−1.
 
     Points with the same noise config run as one batched w-grid. Stopping iteration (close()) stops the work
     before the next batch. features(x) → (feats, probs) overrides the digit classifier (e.g. InceptionFeatures).
-    target_batch_seconds sizes later batches from the measured speed (between 2 and `batch` seeds), so a consumer
-    sees an update, and can stop, every few seconds. Results do not depend on batch sizes: seeds are fixed.
+    target_batch_seconds sizes later batches from the measured speed (between 2 and `batch` seeds, chunk-aligned), so
+    a consumer sees an update, and can stop, every few seconds. Results do not depend on batch sizes: seeds are fixed.
+    lazy_metrics leaves FID/IS/KID to SweepUpdate.rows(), so a consumer can compute them off the sampling thread.
     """
     if not points:
         raise ValueError("the sweep needs at least one point")
@@ -126,6 +157,9 @@ def sweep_stream(model, classifier, points: list[SweepPoint], n: int, steps: int
     groups: dict[NoiseConfig, list[int]] = {}
     for i, p in enumerate(points):
         groups.setdefault(p.noise, []).append(i)
+    chunk = int(getattr(model, "chunk", 1))
+    rows_per_seed = [len(idx) + (len(idx) if opts.always_uncond else sum(points[i].w != 0 for i in idx))
+                     for idx in groups.values()]
     t0 = time.perf_counter()
     start = 0
     size = min(first_batch or batch, n)
@@ -146,15 +180,16 @@ def sweep_stream(model, classifier, points: list[SweepPoint], n: int, steps: int
                 results[i].feats.append(f)
                 results[i].probs.append(p)
                 results[i].seconds += dt
-                _update_metrics(results[i], ref, kid_subsets, kid_subset_size)
+                if not lazy_metrics:
+                    results[i].update_metrics(ref, kid_subsets, kid_subset_size)
         start += size
         # 3. The next batch's size: fixed, or sized so that sampling takes about target_batch_seconds.
         if target_batch_seconds is not None:
             per_seed = t_gen / size
-            size = int(max(2, min(batch, target_batch_seconds / max(per_seed, 1e-6))))
+            size = chunk_aligned_size(int(target_batch_seconds / max(per_seed, 1e-6)), rows_per_seed, chunk, 2, batch)
         else:
             size = batch
-        yield SweepUpdate(results, start, n, time.perf_counter() - t0)
+        yield SweepUpdate(results, start, n, time.perf_counter() - t0, ref, kid_subsets, kid_subset_size)
 
 
 def parse_points(ws: list[float], truncations: list[float], temperatures: list[float]) -> list[SweepPoint]:

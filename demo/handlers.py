@@ -5,11 +5,13 @@ They are testable without a browser; ui.py only wires them to components.
 from __future__ import annotations
 
 import os
+import queue
 import tempfile
 import threading
 import time
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import gradio as gr
 import numpy as np
@@ -24,7 +26,7 @@ from core.metrics import classifier_features
 from core.noise import NoiseConfig
 from core.pipeline import Pipeline, load_pipeline
 from core.sampling import generate, generate_classifier_guided, generate_with_raw_x, sampling_logsnrs
-from core.sweep import SweepPoint, sweep_stream, write_csv
+from core.sweep import SweepPoint, SweepUpdate, sweep_stream, write_csv
 from demo import plots
 from demo.validate import (check_class, check_curve_n, check_grid_size, check_int, check_n_seeds, check_sampler,
                            check_seed, check_steps, check_threshold, check_v, check_w, parse_w_list, MAX_CURVE_POINTS)
@@ -225,28 +227,60 @@ def trajectory_animation(cls, seed, w_list, steps, sampler: str) -> tuple[str, s
 
 # ---------------------------------------------------------------- tab 3: truncation vs guidance
 
-ACTIVE_CURVES = {"n": 0}  # running live-curve generators (observable by tests and load checks)
+ACTIVE_CURVES = {"n": 0}  # running live-curve producers (observable by tests and load checks)
+_CURVES_LOCK = threading.Lock()
 
 
-def _locked_sweep(points: list[SweepPoint], n: int, steps: int, sampler: str, first_batch: int):
-    """sweep_stream with the model lock held per batch only, so other users' requests interleave between batches.
+def _locked_sweep(points: list[SweepPoint], n: int, steps: int, sampler: str, first_batch: int) -> Iterator[SweepUpdate]:
+    """Run sweep_stream in a producer thread, holding the model lock per batch only; yield the newest snapshot.
 
-    Batches are sized to ≈ 2.5 s of sampling, so Stop or a closed page (which closes this generator) frees the worker quickly.
+    Other users' requests interleave between batches (≈ 2.5 s of sampling each). The consumer computes the metrics
+    (lazy_metrics) and draws while the producer samples the next batch; that costs the sampler little, since its
+    second core adds only ≈ 1.2× (bench/ablations.py). Closing this generator (Stop, a closed page) stops the
+    producer before its next batch.
     """
     p = pipe()
-    stream = sweep_stream(p.model, p.classifier, points, n, steps, sampler, batch=100, first_batch=first_batch,
-                          kid_subsets=10, kid_subset_size=200, target_batch_seconds=2.5)
-    ACTIVE_CURVES["n"] += 1
+    stop = threading.Event()
+    box: queue.Queue = queue.Queue()
+
+    def produce() -> None:
+        stream = sweep_stream(p.model, p.classifier, points, n, steps, sampler, batch=100, first_batch=first_batch,
+                              kid_subsets=10, kid_subset_size=200, target_batch_seconds=2.5,
+                              lazy_metrics=True)
+        try:
+            while not stop.is_set():
+                with _MODEL_LOCK:
+                    upd = next(stream, None)
+                if upd is None:
+                    break
+                box.put(upd.snapshot())
+        except Exception as e:  # handed to the consumer, which raises it in the request
+            box.put(e)
+        finally:
+            stream.close()
+            box.put(None)
+            with _CURVES_LOCK:
+                ACTIVE_CURVES["n"] -= 1
+
+    with _CURVES_LOCK:
+        ACTIVE_CURVES["n"] += 1
+    threading.Thread(target=produce, name="live-sweep", daemon=True).start()
     try:
         while True:
-            with _MODEL_LOCK:
-                upd = next(stream, None)
-            if upd is None:
-                return
-            yield upd
+            pending = [box.get()]
+            while not box.empty():  # the UI fell behind: show only the newest snapshot
+                pending.append(box.get())
+            snaps = [x for x in pending if isinstance(x, SweepUpdate)]
+            if snaps:
+                yield snaps[-1]
+            for x in pending:
+                if isinstance(x, Exception):
+                    raise gr.Error(f"the sweep failed: {type(x).__name__}: {x}")
+                if x is None:
+                    return
     finally:  # the consumer went away (Stop, closed page) or the sweep ended
-        stream.close()
-        ACTIVE_CURVES["n"] -= 1
+        stop.set()
+
 
 TRUNCATIONS = [2.0, 1.0, 0.5, 0.04]
 

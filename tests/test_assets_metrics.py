@@ -11,7 +11,7 @@ from core.checkpoint import ASSETS, WeightsError, load_model, sha256_file
 from core.metrics import (classifier_features, feature_stats, frechet_distance, inception_score, InceptionFeatures,
                           kernel_inception_distance, load_ref_stats)
 from core.sampling import generate
-from core.sweep import SweepPoint, sweep_stream
+from core.sweep import SweepPoint, chunk_aligned_size, sweep_stream
 
 
 @pytest.mark.parametrize("stem", ["cfg_unet", "digit_classifier", "noisy_classifier"])
@@ -110,6 +110,34 @@ def test_streaming_sweep_grows_and_stops(pipeline):
     full = list(sweep_stream(pipeline.model, pipeline.classifier, pts, n=30, steps=4, batch=10))
     assert [u.done for u in full] == [10, 20, 30]
     assert all(np.isfinite(r.fid) and r.is_mean >= 1.0 for r in full[-1].results)
+
+
+def test_lazy_metrics_equal_eager_and_snapshots_stay_put(pipeline):
+    pts = [SweepPoint(0.0), SweepPoint(1.0)]
+    kw = dict(n=12, steps=3, batch=6, first_batch=6, kid_subsets=3)
+    def metrics(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    eager = [metrics(u.rows(3, "ddim")) for u in sweep_stream(pipeline.model, pipeline.classifier, pts, **kw)]
+    stream = sweep_stream(pipeline.model, pipeline.classifier, pts, lazy_metrics=True, **kw)
+    first = next(stream).snapshot()
+    assert all(np.isnan(r.fid) for r in first.results)  # nothing computed on the sampling side
+    rest = [metrics(u.rows(3, "ddim")) for u in stream]
+    assert metrics(first.rows(3, "ddim")) == eager[0] and rest[-1] == eager[-1]
+    assert [r["N"] for r in first.rows(3, "ddim")] == [6, 6]  # later batches did not reach the snapshot
+
+
+@pytest.mark.parametrize("size", [3, 8, 10, 20, 40])
+def test_chunk_aligned_batch_wastes_no_more_padding(size):
+    """7 w values (13 network rows per seed) in chunks of 16: the chosen seed count pads no more than `size`."""
+
+    def waste(s):
+        return ((-13 * s) % 16) / (13 * s)
+
+    got = chunk_aligned_size(size, [13], 16, 2, 100)
+    assert 0.75 * size - 1 <= got <= 1.25 * size and waste(got) <= waste(size)
+    assert chunk_aligned_size(16, [13], 16, 2, 100) == 16  # 208 rows fill 13 chunks exactly
+    assert chunk_aligned_size(500, [13], 16, 2, 100) <= 100
 
 
 def test_sample_cli_writes_png_and_npz(tmp_path):
