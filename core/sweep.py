@@ -11,7 +11,7 @@ import argparse
 import csv
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -103,10 +103,6 @@ class SweepUpdate:
         for r in self.results:
             r.update_metrics(self.ref, self.kid_subsets, self.kid_subset_size)
         return [r.row(steps, sampler) for r in self.results]
-
-    def snapshot(self) -> "SweepUpdate":
-        """A copy that later batches of the stream do not change (safe to hand to another thread)."""
-        return replace(self, results=[replace(r, feats=list(r.feats), probs=list(r.probs)) for r in self.results])
 
 
 def chunk_aligned_size(size: int, rows_per_seed: list[int], chunk: int, lo: int, hi: int) -> int:

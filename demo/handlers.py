@@ -5,7 +5,6 @@ They are testable without a browser; ui.py only wires them to components.
 from __future__ import annotations
 
 import os
-import queue
 import tempfile
 import threading
 import time
@@ -227,59 +226,33 @@ def trajectory_animation(cls, seed, w_list, steps, sampler: str) -> tuple[str, s
 
 # ---------------------------------------------------------------- tab 3: truncation vs guidance
 
-ACTIVE_CURVES = {"n": 0}  # running live-curve producers (observable by tests and load checks)
+ACTIVE_CURVES = {"n": 0}  # running live-curve generators (observable by tests and load checks)
 _CURVES_LOCK = threading.Lock()
 
 
 def _locked_sweep(points: list[SweepPoint], n: int, steps: int, sampler: str, first_batch: int) -> Iterator[SweepUpdate]:
-    """Run sweep_stream in a producer thread, holding the model lock per batch only; yield the newest snapshot.
+    """sweep_stream with the model lock held while sampling a batch only, so other users' requests interleave.
 
-    Other users' requests interleave between batches (≈ 2.5 s of sampling each). The consumer computes the metrics
-    (lazy_metrics) and draws while the producer samples the next batch; that costs the sampler little, since its
-    second core adds only ≈ 1.2× (bench/ablations.py). Closing this generator (Stop, a closed page) stops the
-    producer before its next batch.
+    Batches are sized to ≈ 4 s of sampling, so Stop or a closed page (which closes this generator) frees the worker
+    quickly. Metrics are lazy: the consumer's rows() computes them after the lock is released. (Computing them in a
+    thread beside the sampler was tried: numpy's and torch's threads then fight over the 2 cores, 1.2× slower.)
     """
     p = pipe()
-    stop = threading.Event()
-    box: queue.Queue = queue.Queue()
-
-    def produce() -> None:
-        stream = sweep_stream(p.model, p.classifier, points, n, steps, sampler, batch=100, first_batch=first_batch,
-                              kid_subsets=10, kid_subset_size=200, target_batch_seconds=2.5,
-                              lazy_metrics=True)
-        try:
-            while not stop.is_set():
-                with _MODEL_LOCK:
-                    upd = next(stream, None)
-                if upd is None:
-                    break
-                box.put(upd.snapshot())
-        except Exception as e:  # handed to the consumer, which raises it in the request
-            box.put(e)
-        finally:
-            stream.close()
-            box.put(None)
-            with _CURVES_LOCK:
-                ACTIVE_CURVES["n"] -= 1
-
+    stream = sweep_stream(p.model, p.classifier, points, n, steps, sampler, batch=100, first_batch=first_batch,
+                          kid_subsets=10, kid_subset_size=200, target_batch_seconds=4.0, lazy_metrics=True)
     with _CURVES_LOCK:
         ACTIVE_CURVES["n"] += 1
-    threading.Thread(target=produce, name="live-sweep", daemon=True).start()
     try:
         while True:
-            pending = [box.get()]
-            while not box.empty():  # the UI fell behind: show only the newest snapshot
-                pending.append(box.get())
-            snaps = [x for x in pending if isinstance(x, SweepUpdate)]
-            if snaps:
-                yield snaps[-1]
-            for x in pending:
-                if isinstance(x, Exception):
-                    raise gr.Error(f"the sweep failed: {type(x).__name__}: {x}")
-                if x is None:
-                    return
+            with _MODEL_LOCK:
+                upd = next(stream, None)
+            if upd is None:
+                return
+            yield upd
     finally:  # the consumer went away (Stop, closed page) or the sweep ended
-        stop.set()
+        stream.close()
+        with _CURVES_LOCK:
+            ACTIVE_CURVES["n"] -= 1
 
 
 TRUNCATIONS = [2.0, 1.0, 0.5, 0.04]
