@@ -210,7 +210,6 @@ def main(argv: list[str] | None = None) -> None:
     from tqdm import tqdm
 
     from core.metrics import InceptionFeatures
-    from core.pipeline import load_pipeline
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--w", type=float, nargs="+", default=[0, 0.1, 0.3, 0.5, 1, 2, 4])
@@ -224,11 +223,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--inception", type=Path, default=None, help="local inception-2015-12-05.pt; default: digit classifier")
     ap.add_argument("--out", type=Path, default=Path("curves.csv"))
+    ap.add_argument("--chunk", type=int, default=None, help="fixed network batch (default 16 on CPU, 256 on CUDA)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the network (with CUDA graphs on a GPU)")
+    ap.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast the network on CUDA")
     a = ap.parse_args(argv)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun: shard the seeds across ranks
         _main_distributed(a)
         return
-    pipe = load_pipeline(a.device)
+    pipe = _load(a.device, a)
     points = parse_points(a.w, a.truncation, a.temperature)
     feats, ref = None, None
     if a.inception:  # reference statistics of the real training digits, through the same Inception network
@@ -241,12 +243,23 @@ def main(argv: list[str] | None = None) -> None:
     bar = tqdm(total=a.n, desc=f"sweep {len(points)} points × N={a.n}")
     last = None
     for upd in sweep_stream(pipe.model, pipe.classifier, points, a.n, a.steps, a.sampler, a.v, a.batch, first_batch=None,
-                            ref=ref, features=feats):
+                            ref=ref, features=feats, opts=GuidanceOptions(amp_dtype=a.amp)):
         bar.update(upd.done - bar.n)
         write_csv(a.out, upd.rows(a.steps, a.sampler))  # partial results survive an interrupted run
         last = upd
     bar.close()
     _report(a, last.rows(a.steps, a.sampler), last.elapsed)
+
+
+def _load(device: str, a):
+    """The pipeline with the CLI's chunk, compiled when asked (mode reduce-overhead = CUDA graphs on a GPU)."""
+    from core.pipeline import load_pipeline
+
+    pipe = load_pipeline(device, chunk=a.chunk)
+    if a.compile:
+        mode = "reduce-overhead" if pipe.device.type == "cuda" else None
+        print(f"torch.compile ({mode or 'default'}): {pipe.model.enable_compile(mode=mode)}", flush=True)
+    return pipe
 
 
 def _report(a, rows: list[dict], elapsed: float) -> None:
@@ -261,15 +274,14 @@ def _main_distributed(a) -> None:
     import torch.distributed as dist
 
     from core.distributed import init_from_env, sharded_sweep
-    from core.pipeline import load_pipeline
 
     if a.inception:
         raise SystemExit("--inception is not supported under torchrun yet")
     rank, world, dev = init_from_env()
-    pipe = load_pipeline(str(dev))
+    pipe = _load(str(dev), a)
     t = time.perf_counter()
     results = sharded_sweep(pipe.model, pipe.classifier, parse_points(a.w, a.truncation, a.temperature), a.n, a.steps,
-                            a.sampler, a.v, a.batch)
+                            a.sampler, a.v, a.batch, GuidanceOptions(amp_dtype=a.amp))
     if rank == 0:
         _report(a, [r.row(a.steps, a.sampler) for r in results], time.perf_counter() - t)
     dist.destroy_process_group()
