@@ -35,17 +35,25 @@ def truncated_normal(shape: tuple[int, ...], threshold: float, generator: torch.
 
 
 class SeededNoise:
-    """One torch.Generator per sample, seeded with seed_i alone; draws happen in the same order for every sample."""
+    """One torch.Generator per sample, seeded with seed_i alone; draws happen in the same order for every sample.
 
-    def __init__(self, seeds: list[int], shape: tuple[int, ...], cfg: NoiseConfig = NoiseConfig(), device: torch.device | str = "cpu"):
+    tiles > 1 stands for the seeds repeated `tiles` times (a same-seed grid, one copy per w): the draws are made once
+    per seed and tiled, which gives the same values as one generator per row at 1/tiles of the cost.
+    """
+
+    def __init__(self, seeds: list[int], shape: tuple[int, ...], cfg: NoiseConfig = NoiseConfig(),
+                 device: torch.device | str = "cpu", tiles: int = 1):
         for s in seeds:
             if not (isinstance(s, int) and 0 <= s < 2**63):
                 raise ValueError(f"seed must be an integer in [0, 2^63), got {s!r}")
-        self.seeds = list(seeds)
+        assert tiles >= 1, tiles
+        self.base_seeds = list(seeds)
+        self.tiles = tiles
+        self.seeds = self.base_seeds * tiles
         self.shape = tuple(shape)
         self.cfg = cfg
         self.device = torch.device(device)
-        self.gens = [torch.Generator().manual_seed(s) for s in self.seeds]
+        self.gens = [torch.Generator().manual_seed(s) for s in self.base_seeds]
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -56,19 +64,21 @@ class SeededNoise:
             zs = [torch.randn(self.shape, generator=g) for g in self.gens]
         else:
             zs = [truncated_normal(self.shape, self.cfg.truncation, g) for g in self.gens]
-        return self._to_device(torch.stack(zs) * self.cfg.temperature)
+        return self._tiled(torch.stack(zs) * self.cfg.temperature)
 
     def step(self) -> Tensor:
         """Fresh per-step noise ε ~ N(0, τ_step² I), (B, *shape)."""
-        return self._to_device(torch.stack([torch.randn(self.shape, generator=g) for g in self.gens]) * self.cfg.step_temperature)
-
-    def _to_device(self, x: Tensor) -> Tensor:
-        # Noise is drawn on the CPU (so a seed gives the same pixels on every device); on CUDA it goes through
-        # pinned memory asynchronously, so the sampling loop never waits on a host→device copy.
-        if self.device.type != "cuda":
-            return x.to(self.device)
-        return x.pin_memory().to(self.device, non_blocking=True)
+        return self._tiled(torch.stack([torch.randn(self.shape, generator=g) for g in self.gens]) * self.cfg.step_temperature)
 
     def repeat(self, n: int) -> "SeededNoise":
         """The same seeds tiled n times (for a grid of n w values on one set of seeds)."""
-        return SeededNoise(self.seeds * n, self.shape, self.cfg, self.device)
+        return SeededNoise(self.base_seeds, self.shape, self.cfg, self.device, self.tiles * n)
+
+    def _tiled(self, x: Tensor) -> Tensor:
+        # Noise is drawn on the CPU (so a seed gives the same pixels on every device); on CUDA it goes through
+        # pinned memory asynchronously, so the sampling loop never waits on a host→device copy. Tiled on the device.
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        else:
+            x = x.to(self.device)
+        return x.repeat(self.tiles, *([1] * (x.dim() - 1))) if self.tiles > 1 else x

@@ -166,6 +166,16 @@ def test_tiled_grid_runs_the_shared_first_step_once(tiny_unet):
     with pytest.raises(AssertionError, match="tiled"):
         cfg_denoiser(model, torch.tensor([1, 2, 3, 4]), torch.zeros(4), 10, tiles=2)
 
+
+@pytest.mark.parametrize("cfg", [NoiseConfig(), NoiseConfig(truncation=0.5, temperature=0.8, step_temperature=0.7)])
+def test_tiled_noise_equals_one_generator_per_row(cfg):
+    tiled = SeededNoise([3, 8], (1, 4, 4), cfg).repeat(3)
+    rows = SeededNoise([3, 8] * 3, (1, 4, 4), cfg)
+    assert len(tiled) == len(rows) == 6 and tiled.seeds == rows.seeds
+    for draw in ("initial", "step", "step"):
+        assert torch.equal(getattr(tiled, draw)(), getattr(rows, draw)())
+
+
 def test_seeded_noise_independent_of_batch():
     a = SeededNoise([7], (1, 4, 4))
     b = SeededNoise([1, 7, 9], (1, 4, 4))
