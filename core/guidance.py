@@ -112,8 +112,10 @@ def cfg_denoiser(model: Model, c: Tensor, w: Tensor, null_label: int, opts: Guid
     mask_u_dev = torch.zeros(b_all, dtype=torch.bool)
     mask_u_dev[rows_u] = True
     mask_u_dev = mask_u_dev.to(dev).reshape(-1, 1, 1, 1)
+    # (labels, uncond row indices, labels of the [cond; uncond] batch) for all rows, and for one copy of a tiled grid.
     full = (c, rows_u.to(dev), torch.cat([c, torch.full((rows_u.numel(),), null_label, dtype=c.dtype, device=dev)]))
-    one = (c[:n_one], torch.arange(n_one, device=dev), torch.cat([c[:n_one], torch.full((n_one,), null_label, dtype=c.dtype, device=dev)]))
+    c_one = c[:n_one]
+    one = (c_one, torch.arange(n_one, device=dev), torch.cat([c_one, torch.full((n_one,), null_label, dtype=c.dtype, device=dev)]))
     first_call = tiles > 1
 
     def eps_pair(z: Tensor, logsnr: float, rows: tuple[Tensor, Tensor, Tensor], need_u: bool) -> tuple[Tensor, Tensor | None]:

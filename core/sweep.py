@@ -139,7 +139,7 @@ def sweep_stream(model, classifier, points: list[SweepPoint], n: int, steps: int
     before the next batch. features(x) → (feats, probs) overrides the digit classifier (e.g. InceptionFeatures).
     target_batch_seconds sizes later batches from the measured speed (between 2 and `batch` seeds, chunk-aligned), so
     a consumer sees an update, and can stop, every few seconds. Results do not depend on batch sizes: seeds are fixed.
-    lazy_metrics leaves FID/IS/KID to SweepUpdate.rows(), so a consumer can compute them off the sampling thread.
+    lazy_metrics leaves FID/IS/KID to SweepUpdate.rows(), so a consumer can compute them after releasing a model lock.
     """
     if not points:
         raise ValueError("the sweep needs at least one point")
