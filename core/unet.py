@@ -181,8 +181,8 @@ class FixedBatch(nn.Module):
         try:
             fn = torch.compile(self.inner, dynamic=False, mode=mode)
             p = next(self.inner.parameters())
-            z = torch.zeros(self.chunk, self.cfg.in_channels, self.cfg.image_size, self.cfg.image_size, device=p.device)
-            with torch.inference_mode():
+            with torch.inference_mode():  # inference-tensor inputs, as forward() passes them
+                z = torch.zeros(self.chunk, self.cfg.in_channels, self.cfg.image_size, self.cfg.image_size, device=p.device)
                 fn(z, torch.zeros(self.chunk, device=p.device), torch.zeros(self.chunk, dtype=torch.long, device=p.device))
         except Exception as e:  # no C++ compiler, unsupported platform, …: stay eager
             return f"eager ({type(e).__name__}: {str(e)[:120]})"
@@ -203,11 +203,14 @@ class FixedBatch(nn.Module):
             c = torch.cat([c, c[:1].expand(pad)])
         net = self.compiled if self.compiled is not None else self.inner
         out = None
-        for i in range(0, z.shape[0], k):
-            if self.compiled is not None and self.cuda_graphs:
-                torch.compiler.cudagraph_mark_step_begin()  # the graph's output buffer is reused by the next replay
-            eps = net(z[i:i + k], logsnr[i:i + k], c[i:i + k])
-            if out is None:
-                out = eps.new_empty((z.shape[0], *eps.shape[1:]))
-            out[i:i + k] = eps  # copied out at once, before a replay can overwrite it
+        with torch.inference_mode(self.compiled is not None):
+            if self.compiled is not None:  # inference tensors throughout, as at warm-up: a normal tensor's dispatch
+                z, logsnr, c = (t if t.is_inference() else t.clone() for t in (z, logsnr, c))  # keys would recompile
+            for i in range(0, z.shape[0], k):
+                if self.compiled is not None and self.cuda_graphs:
+                    torch.compiler.cudagraph_mark_step_begin()  # the graph's output buffer is reused by the next replay
+                eps = net(z[i:i + k], logsnr[i:i + k], c[i:i + k])
+                if out is None:
+                    out = eps.new_empty((z.shape[0], *eps.shape[1:]))
+                out[i:i + k] = eps  # copied out at once, before a replay can overwrite it
         return out[:b]

@@ -16,6 +16,8 @@ import pytest
 from gradio_client import Client
 from PIL import Image
 
+from core.sampling import generate
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(900)
 
@@ -135,3 +137,17 @@ def test_no_network_at_startup():
     env.pop("HF_HUB_OFFLINE", None)  # app.py must set both itself
     r = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert "NETWORK: []" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def test_compiled_model_serves_requests_without_recompiling(app_url):
+    """The warm-up's graph serves every sampler and grid shape: a request never pays for a second compile."""
+    import torch._dynamo.utils as dyn
+
+    from demo import handlers as H
+
+    assert H.wait_warm() == "compiled", H.wait_warm()
+    before = dict(dyn.counters["frames"])
+    with H._MODEL_LOCK:
+        for sampler in ("ddim", "ancestral"):
+            generate(H.pipe().model, [1, 2, 3], [4, 5, 6], [0.0, 2.0], 3, sampler)  # labels made outside inference_mode
+    assert dict(dyn.counters["frames"]) == before, (before, dict(dyn.counters["frames"]))
