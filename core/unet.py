@@ -1,6 +1,7 @@
 """A small class-conditional UNet ε_θ(z_λ, λ, c) with an explicit null label (paper Sec. 3.2, Alg. 1)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -203,7 +204,7 @@ class FixedBatch(nn.Module):
             c = torch.cat([c, c[:1].expand(pad)])
         net = self.compiled if self.compiled is not None else self.inner
         out = None
-        with torch.inference_mode(self.compiled is not None):
+        with torch.inference_mode() if self.compiled is not None else contextlib.nullcontext():
             if self.compiled is not None:  # inference tensors throughout, as at warm-up: a normal tensor's dispatch
                 z, logsnr, c = (t if t.is_inference() else t.clone() for t in (z, logsnr, c))  # keys would recompile
             for i in range(0, z.shape[0], k):
