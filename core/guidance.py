@@ -102,21 +102,22 @@ def cfg_denoiser(model: Model, c: Tensor, w: Tensor, null_label: int, opts: Guid
         raise ValueError("guidance weights must be finite")
     dev = c.device
     b_all, n_one = c.shape[0], c.shape[0] // tiles
-    if tiles > 1:
-        c_host = c.detach().cpu()
-        assert torch.equal(c_host, c_host[:n_one].repeat(tiles)), "tiles > 1 needs labels tiled like the seeds"
     # Rows with w = 0 need no ε_θ(z): the uncond half covers only the guided rows (host-side index, no syncs).
     rows_u = torch.arange(b_all) if opts.always_uncond else torch.nonzero(w_host != 0).flatten()
     any_w = bool((w_host != 0).any())
     w_dev = w.to(dev, torch.float32)
-    mask_u_dev = torch.zeros(b_all, dtype=torch.bool)
-    mask_u_dev[rows_u] = True
-    mask_u_dev = mask_u_dev.to(dev).reshape(-1, 1, 1, 1)
-    # (labels, uncond row indices, labels of the [cond; uncond] batch) for all rows, and for one copy of a tiled grid.
+    # (labels, uncond row indices, labels of the [cond; uncond] batch) of all rows.
     full = (c, rows_u.to(dev), torch.cat([c, torch.full((rows_u.numel(),), null_label, dtype=c.dtype, device=dev)]))
-    c_one = c[:n_one]
-    one = (c_one, torch.arange(n_one, device=dev), torch.cat([c_one, torch.full((n_one,), null_label, dtype=c.dtype, device=dev)]))
-    first_call = tiles > 1
+    # A tiled grid's first call: the same triple for one copy, and which rows keep their uncond ε (None once used).
+    first_call = None
+    if tiles > 1:
+        c_host = c.detach().cpu()
+        assert torch.equal(c_host, c_host[:n_one].repeat(tiles)), "tiles > 1 needs labels tiled like the seeds"
+        c_one = c[:n_one]
+        mask_u = torch.zeros(b_all, dtype=torch.bool)
+        mask_u[rows_u] = True
+        one = (c_one, torch.arange(n_one, device=dev), torch.cat([c_one, torch.full((n_one,), null_label, dtype=c.dtype, device=dev)]))
+        first_call = (one, mask_u.to(dev).reshape(-1, 1, 1, 1))
 
     def eps_pair(z: Tensor, logsnr: float, rows: tuple[Tensor, Tensor, Tensor], need_u: bool) -> tuple[Tensor, Tensor | None]:
         c_rows, rows_u_dev, c_both = rows
@@ -137,8 +138,8 @@ def cfg_denoiser(model: Model, c: Tensor, w: Tensor, null_label: int, opts: Guid
         need_u = guided or opts.always_uncond
         # 1. The network: cond only, or cond and (guided rows') uncond concatenated in one forward pass; on the
         #    first call of a tiled grid, on one copy of the rows only.
-        if first_call:
-            first_call = False
+        if first_call is not None:
+            (one, mask_u_dev), first_call = first_call, None
             if z.device.type == "cpu":  # (a free check on the CPU; on CUDA it would cost a device sync)
                 assert torch.equal(z, z[:n_one].repeat(tiles, 1, 1, 1)), "first call of a tiled grid needs tiled z"
             eps_c, eps_u = eps_pair(z[:n_one], logsnr, one, need_u)

@@ -49,14 +49,18 @@ class SeededNoise:
         assert tiles >= 1, tiles
         self.base_seeds = list(seeds)
         self.tiles = tiles
-        self.seeds = self.base_seeds * tiles
         self.shape = tuple(shape)
         self.cfg = cfg
         self.device = torch.device(device)
         self.gens = [torch.Generator().manual_seed(s) for s in self.base_seeds]
 
+    @property
+    def seeds(self) -> list[int]:
+        """The seed of every row: base_seeds repeated `tiles` times."""
+        return self.base_seeds * self.tiles
+
     def __len__(self) -> int:
-        return len(self.seeds)
+        return len(self.base_seeds) * self.tiles
 
     def initial(self) -> Tensor:
         """z_{λ_min} ~ N(0, τ² I), optionally truncated at the threshold before scaling; (B, *shape)."""

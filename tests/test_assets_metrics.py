@@ -115,6 +115,7 @@ def test_streaming_sweep_grows_and_stops(pipeline):
 def test_lazy_metrics_equal_eager(pipeline):
     pts = [SweepPoint(0.0), SweepPoint(1.0)]
     kw = dict(n=12, steps=3, batch=6, first_batch=6, kid_subsets=3)
+
     def metrics(rows):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 

@@ -150,7 +150,6 @@ def test_same_seed_alone_equals_inside_grid_bitwise(tiny_unet, sampler):
     assert torch.equal(alone, mixed[1, 1])
 
 
-
 def test_tiled_grid_runs_the_shared_first_step_once(tiny_unet):
     """A same-seed grid's first step sees one copy of the rows; every pixel equals the untiled denoiser's."""
     model = CountingModel(FixedBatch(tiny_unet, 16))
