@@ -2,8 +2,9 @@
 
     python bench/gpu_check.py [--steps 32] [--budget 270]
 
-Needs CUDA; prints and exits otherwise. Sections run in order and each prints as it finishes; a section that
+Needs CUDA: exits 1 with a message otherwise. Sections run in order and each prints as it finishes; a section that
 would pass the time budget (seconds) is skipped, so the whole check stays under 5 minutes on one GPU.
+Exits 1 after the last section if a check failed: a host sync, the batched grid's speed-up or agreement, CPU agreement.
 """
 import argparse
 import statistics
@@ -23,6 +24,8 @@ from core.pipeline import load_pipeline  # noqa: E402
 from core.sampling import generate, sample_ancestral, sample_ddim  # noqa: E402
 
 T0 = time.perf_counter()
+TOLERANCE = 2e-2  # max |Δx| between fp32 runs whose kernels differ (batch shapes, devices)
+SPEEDUP_GOAL = 1.8  # batched w-grid over the naive loop
 
 
 def bf16_peak(n: int = 8192) -> float:
@@ -56,15 +59,16 @@ def left(budget: float) -> float:
     return budget - (time.perf_counter() - T0)
 
 
-def main() -> None:
+def main() -> list[str]:
+    """Run the sections; returns the failed checks."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--budget", type=float, default=270.0)
     a = ap.parse_args()
     if not torch.cuda.is_available():
-        print("no CUDA device: this check is for a GPU machine")
-        return
+        sys.exit("no CUDA device: bench/gpu_check.py needs a GPU machine")
+    failures: list[str] = []
     header(f"GPU check on {torch.cuda.get_device_name()}")
     gpu = load_pipeline("cuda")
     m = gpu.model
@@ -94,6 +98,7 @@ def main() -> None:
             verdict = "none (sync-debug mode 'error' raised nothing)"
         except RuntimeError as e:
             verdict = f"SYNC FOUND: {str(e).splitlines()[0][:160]}"
+            failures.append(f"host sync in the {name} loop")
         finally:
             torch.cuda.set_sync_debug_mode("default")
         print(f"host syncs inside the {name} loop (8 steps, CFG, 64 samples): {verdict}", flush=True)
@@ -145,7 +150,11 @@ def main() -> None:
     diff = (generate(m, gseeds, glabels, ws, 16, "ddim") - naive_grid(m.inner, gseeds, glabels, ws, 16, "cuda")).abs()
     same = f"max |Δx| {diff.max().item():.1e} (fp32, TF32 off)"
     print(f"4 w × 64 seeds, DDIM T=16: batched {tb * 1000:.0f} ms, naive {tn * 1000:.0f} ms → {tn / tb:.2f}× "
-          f"({same})  [goal ≥ 1.8×]", flush=True)
+          f"({same})  [goal ≥ {SPEEDUP_GOAL}×]", flush=True)
+    if tn / tb < SPEEDUP_GOAL:
+        failures.append(f"batched w-grid {tn / tb:.2f}× the naive loop (goal ≥ {SPEEDUP_GOAL}×)")
+    if not diff.max().item() < TOLERANCE:
+        failures.append(f"batched vs naive grid {same} (tolerance {TOLERANCE})")
 
     # 4. The same seeds on the CPU: same pixels within tolerance (kernels differ, so not bitwise).
     cpu = load_pipeline("cpu")
@@ -154,10 +163,17 @@ def main() -> None:
         x_gpu = generate(m, few, labels[:16], [1.0], 8, name).cpu()
         x_cpu = generate(cpu.model, few, labels[:16], [1.0], 8, name)
         err = (x_gpu - x_cpu).abs()
+        ok = err.max().item() < TOLERANCE
         print(f"GPU vs CPU (fp32, TF32 off), same seeds, {name} T=8, w=1: max |Δx| = {err.max().item():.2e}, "
-              f"mean {err.mean().item():.2e} ({'OK' if err.max().item() < 2e-2 else 'MISMATCH'}, tolerance 2e-2)", flush=True)
+              f"mean {err.mean().item():.2e} ({'OK' if ok else 'MISMATCH'}, tolerance {TOLERANCE})", flush=True)
+        if not ok:
+            failures.append(f"GPU vs CPU {name}: max |Δx| {err.max().item():.2e} (tolerance {TOLERANCE})")
     print(f"total {time.perf_counter() - T0:.0f} s")
+    return failures
 
 
 if __name__ == "__main__":
-    main()
+    failed = main()
+    if failed:
+        sys.exit("FAILED: " + "; ".join(failed))
+    print("all checks passed")

@@ -64,7 +64,7 @@ def load_model(stem: Path, device: str | torch.device = "cpu") -> nn.Module:
         raise WeightsError(f"unknown model kind {meta['kind']!r} in {meta_path}")
     try:
         model.load_state_dict(load_file(str(weights)))
-    except Exception as e:  # safetensors header errors, shape mismatches
-        raise WeightsError(f"cannot load {weights}: {e}") from e
+    except Exception as e:  # safetensors header errors, shape mismatches: one line, naming the tensor
+        raise WeightsError(f"cannot load {weights} with the config in {meta_path}: {' '.join(str(e).split())}") from e
     return model.eval().to(device)
 

@@ -1,4 +1,4 @@
-"""Digit classifiers: the metric backbone (our stand-in for Inception) and the noisy p_φ(c | z_λ, λ) of classifier guidance."""
+"""Image classifiers: the metric backbone (our stand-in for Inception) and the noisy p_φ(c | z_λ, λ) of classifier guidance."""
 from __future__ import annotations
 
 import json
@@ -13,13 +13,15 @@ from core.unet import logsnr_embedding
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Architecture of a digit classifier; saved as JSON next to the weights."""
+    """Architecture of an image classifier; saved as JSON next to the weights."""
 
     channels: tuple[int, ...] = (32, 64)
     feature_dim: int = 128
     num_classes: int = 10
     noise_conditional: bool = False
     emb_dim: int = 64
+    in_channels: int = 1
+    image_size: int = 28  # divisible by 4: two 2× poolings
 
     def to_json(self) -> str:
         """Serialise to JSON."""
@@ -41,18 +43,19 @@ class DigitClassifier(nn.Module):
         self.cfg = cfg
         c1, c2 = cfg.channels
         self.conv = nn.ModuleList([
-            nn.Conv2d(1, c1, 3, padding=1), nn.Conv2d(c1, c1, 3, padding=1),
+            nn.Conv2d(cfg.in_channels, c1, 3, padding=1), nn.Conv2d(c1, c1, 3, padding=1),
             nn.Conv2d(c1, c2, 3, padding=1), nn.Conv2d(c2, c2, 3, padding=1),
         ])
         self.norms = nn.ModuleList([nn.GroupNorm(8, c) for c in (c1, c1, c2, c2)])
         if cfg.noise_conditional:
             self.emb = nn.Sequential(nn.Linear(cfg.emb_dim, cfg.emb_dim), nn.SiLU(), nn.Linear(cfg.emb_dim, 2 * (c1 + c1 + c2 + c2)))
-        self.fc = nn.Linear(c2 * 7 * 7, cfg.feature_dim)
+        self.fc = nn.Linear(c2 * (cfg.image_size // 4) ** 2, cfg.feature_dim)
         self.head = nn.Linear(cfg.feature_dim, cfg.num_classes)
 
     def features(self, x: Tensor, logsnr: Tensor | None = None) -> Tensor:
-        """Penultimate features (B, feature_dim) of images (B, 1, 28, 28) in [−1, 1] (or noisy z_λ with its λ)."""
-        assert x.dim() == 4 and x.shape[1:] == (1, 28, 28), x.shape
+        """Penultimate features (B, feature_dim) of images (B, C, H, W) in [−1, 1] (or noisy z_λ with its λ)."""
+        cfg = self.cfg
+        assert x.dim() == 4 and x.shape[1:] == (cfg.in_channels, cfg.image_size, cfg.image_size), x.shape
         if self.cfg.noise_conditional:
             assert logsnr is not None and logsnr.shape == (x.shape[0],), "noise-conditional classifier needs λ (B,)"
             films = self.emb(logsnr_embedding(logsnr, self.cfg.emb_dim).to(x.dtype))

@@ -43,9 +43,10 @@ def to_model_range(images_u8: np.ndarray) -> Tensor:
 
 
 def to_uint8(x: Tensor) -> np.ndarray:
-    """float (N, 1, H, W) in [−1, 1] → uint8 (N, H, W), clipping out-of-range values."""
-    assert x.dim() == 4 and x.shape[1] == 1, x.shape
-    return ((x[:, 0].float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).cpu().numpy()
+    """float (N, C, H, W) in [−1, 1] → uint8 (N, H, W) for C = 1 or (N, H, W, 3) for C = 3, clipping out-of-range values."""
+    assert x.dim() == 4 and x.shape[1] in (1, 3), x.shape
+    u8 = ((x.float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).cpu()
+    return u8[:, 0].numpy() if x.shape[1] == 1 else u8.permute(0, 2, 3, 1).numpy()
 
 
 def load_split(which: str) -> tuple[Tensor, Tensor]:

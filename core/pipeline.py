@@ -8,7 +8,7 @@ import torch
 
 from core.checkpoint import ASSETS, load_model
 from core.classifier import DigitClassifier
-from core.device import pick_device
+from core.device import default_chunk, pick_device
 from core.unet import FixedBatch
 
 UNET_STEM = ASSETS / "cfg_unet"
@@ -27,14 +27,14 @@ class Pipeline:
 
 
 def load_pipeline(device: str = "auto", assets: Path = ASSETS, chunk: int | None = None) -> Pipeline:
-    """Load and sha256-check the shipped weights; chunk defaults to 16 on CPU (bitwise same-seed) and 256 on CUDA.
+    """Load and sha256-check the shipped weights; chunk defaults to default_chunk(device): 16 on CPU, 256 on CUDA.
 
     model.enable_compile() then compiles the network for the chunk shape (≈ 80 s cold, ≈ 10 s from the inductor cache
     here); failure stays eager.
     """
     dev = pick_device(device)
     unet = load_model(assets / UNET_STEM.name, dev)
-    model = FixedBatch(unet, chunk or (16 if dev.type == "cpu" else 256)).eval()
+    model = FixedBatch(unet, chunk or default_chunk(dev)).eval()
     cls = load_model(assets / CLASSIFIER_STEM.name, dev)
     ncls = load_model(assets / NOISY_CLASSIFIER_STEM.name, dev)
     return Pipeline(model, cls, ncls, dev)

@@ -276,7 +276,8 @@ def _main_distributed(a) -> None:
     from core.distributed import init_from_env, sharded_sweep
 
     if a.inception:
-        raise SystemExit("--inception is not supported under torchrun yet")
+        raise SystemExit("--inception is not supported under torchrun yet: run the Inception sweep as one process "
+                         "(python -m core.sweep --inception …)")
     rank, world, dev = init_from_env()
     pipe = _load(str(dev), a)
     t = time.perf_counter()

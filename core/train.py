@@ -59,14 +59,14 @@ def diffusion_loss(model: UNet, x: Tensor, c: Tensor, p_uncond: float, gen: torc
     return F.mse_loss(model(z, logsnr, c), eps)
 
 
-def random_shift(x: Tensor, max_shift: int) -> Tensor:
+def random_shift(x: Tensor, max_shift: int, gen: torch.Generator | None = None) -> Tensor:
     """Translate each image by an integer offset in [−max_shift, max_shift] (background −1 fills in)."""
     if max_shift <= 0:
         return x
     b, _, h, w = x.shape
     pad = F.pad(x, (max_shift,) * 4, value=-1.0)
-    dy = torch.randint(0, 2 * max_shift + 1, (b, 1, 1), device=x.device)
-    dx = torch.randint(0, 2 * max_shift + 1, (b, 1, 1), device=x.device)
+    dy = torch.randint(0, 2 * max_shift + 1, (b, 1, 1), device=x.device, generator=gen)
+    dx = torch.randint(0, 2 * max_shift + 1, (b, 1, 1), device=x.device, generator=gen)
     rows = (torch.arange(h, device=x.device)[None, :, None] + dy).expand(b, h, w)
     cols = (torch.arange(w, device=x.device)[None, None, :] + dx).expand(b, h, w)
     flat = rows * pad.shape[-1] + cols
@@ -79,8 +79,11 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * warm * (0.1 + 0.9 * cos)
 
 
-def _save_ckpt(path: Path, step: int, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer) -> None:
+def _save_ckpt(path: Path, step: int, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
+               gen: torch.Generator) -> None:
+    """Model, EMA, optimiser and the training generator's state (data order and noise), so --resume continues."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors["rng.state"] = gen.get_state().cpu()
     tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
     params = [p for g in opt.param_groups for p in g["params"]]
     for i, p in enumerate(params):
@@ -93,12 +96,13 @@ def _save_ckpt(path: Path, step: int, model: nn.Module, ema: nn.Module, opt: tor
     tmp.replace(path)
 
 
-def _load_ckpt(path: Path, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer) -> int:
+def _load_ckpt(path: Path, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator) -> int:
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
         step = int(f.metadata()["step"])
     t = load_file(str(path))
+    gen.set_state(t["rng.state"])
     model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
     ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")})
     params = [p for g in opt.param_groups for p in g["params"]]
@@ -115,12 +119,16 @@ def _load_ckpt(path: Path, model: nn.Module, ema: nn.Module, opt: torch.optim.Op
 
 
 def train(kind: str, out: Path, cfg: TrainConfig, model_cfg, device_name: str = "auto", resume: bool = False,
-          ckpt_minutes: float = 5.0, log_every: int = 50) -> dict:
-    """Train one model and write its EMA weights to out.{safetensors,json}; returns the JSON record."""
+          ckpt_minutes: float = 5.0, log_every: int = 50, stop_at: int | None = None) -> dict | None:
+    """Train one model and write its EMA weights to out.{safetensors,json}; returns the JSON record.
+
+    stop_at: checkpoint and return None after that step, as an interrupted run would (for time-boxed runs and tests).
+    """
     from tqdm import tqdm
 
     dev = pick_device(device_name)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the initial weights
+    gen = torch.Generator(dev).manual_seed(cfg.seed)  # data order, augmentation and diffusion noise; checkpointed
     x_train, y_train = load_split("train")
     x_held, y_held = load_split("heldout")
     x_train, y_train = x_train.to(dev), y_train.to(dev)
@@ -132,7 +140,8 @@ def train(kind: str, out: Path, cfg: TrainConfig, model_cfg, device_name: str = 
     run_dir = Path("runs") / out.name
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "ckpt.safetensors"
-    step = _load_ckpt(ckpt, model, ema, opt) if resume and ckpt.exists() else 0
+    step = _load_ckpt(ckpt, model, ema, opt, gen) if resume and ckpt.exists() else 0
+    first_step = step
     log = open(run_dir / "train.log", "a")
     t0 = last_ckpt = time.time()
     n = x_train.shape[0]
@@ -140,17 +149,17 @@ def train(kind: str, out: Path, cfg: TrainConfig, model_cfg, device_name: str = 
     loss_avg = None
     while step < cfg.steps:
         # 1. Sample a minibatch (with optional shift augmentation for the classifiers).
-        idx = torch.randint(0, n, (cfg.batch,), device=dev)
-        x, c = random_shift(x_train[idx], cfg.augment_shift), y_train[idx]
+        idx = torch.randint(0, n, (cfg.batch,), device=dev, generator=gen)
+        x, c = random_shift(x_train[idx], cfg.augment_shift, gen), y_train[idx]
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
         # 2. The task's loss.
         if kind == "diffusion":
-            loss = diffusion_loss(model, x, c, cfg.p_uncond)
+            loss = diffusion_loss(model, x, c, cfg.p_uncond, gen)
         elif kind == "noisy-classifier":
-            u = torch.rand(cfg.batch, device=dev)
+            u = torch.rand(cfg.batch, device=dev, generator=gen)
             logsnr = logsnr_schedule_cosine(u)
-            z = diffuse(x, logsnr, torch.randn_like(x))
+            z = diffuse(x, logsnr, torch.randn(x.shape, device=dev, generator=gen))
             loss = F.cross_entropy(model(z, logsnr), c)
         else:
             loss = F.cross_entropy(model(x), c, label_smoothing=0.05)
@@ -174,12 +183,16 @@ def train(kind: str, out: Path, cfg: TrainConfig, model_cfg, device_name: str = 
             bar.set_postfix(loss=f"{loss_avg:.4f}")
             log.write(json.dumps({"step": step, "loss": lv, "loss_ema": loss_avg, "lr": _lr_at(step, cfg), "t": time.time() - t0}) + "\n")
             log.flush()
-        if time.time() - last_ckpt > ckpt_minutes * 60 or step == cfg.steps:
-            _save_ckpt(ckpt, step, model, ema, opt)
+        if time.time() - last_ckpt > ckpt_minutes * 60 or step in (cfg.steps, stop_at):
+            _save_ckpt(ckpt, step, model, ema, opt, gen)
             last_ckpt = time.time()
+        if step == stop_at:
+            bar.close()
+            log.write(json.dumps({"stopped_at": step, "steps_this_run": step - first_step}) + "\n")
+            return None
     bar.close()
     seconds = time.time() - t0
-    report = {"train_seconds_this_run": round(seconds, 1), "device": str(dev),
+    report = {"train_seconds_this_run": round(seconds, 1), "steps_this_run": step - first_step, "device": str(dev),
               "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
               "torch": torch.__version__, "final_loss_ema": loss_avg, "train": asdict(cfg)}
     ema = ema.cpu()
@@ -220,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
+    ap.add_argument("--stop-at", type=int, default=None, help="checkpoint and stop after this step (resume later)")
     a = ap.parse_args(argv)
     if a.task == "diffusion":
         mcfg = UNetConfig(channels=tuple(a.channels or (16, 32, 64)), num_res_blocks=a.num_res_blocks)
@@ -227,7 +241,10 @@ def main(argv: list[str] | None = None) -> None:
     else:
         mcfg = ClassifierConfig(channels=tuple(a.channels or (32, 64)), noise_conditional=(a.task == "noisy-classifier"))
         tcfg = TrainConfig(a.task, a.steps, a.batch, a.lr or 2e-3, p_uncond=0.0, seed=a.seed, augment_shift=2, ema_decay=0.995)
-    rec = train(a.task, a.out, tcfg, mcfg, a.device, a.resume, a.ckpt_minutes)
+    rec = train(a.task, a.out, tcfg, mcfg, a.device, a.resume, a.ckpt_minutes, stop_at=a.stop_at)
+    if rec is None:
+        print(f"stopped after step {a.stop_at}; continue with --resume")
+        return
     print(json.dumps({k: v for k, v in rec.items() if k != "config"}, indent=2))
 
 

@@ -10,6 +10,8 @@ import torch
 from torch import Tensor, nn
 import torch.nn.functional as F
 
+from core.diffusion import LOGSNR_MAX, LOGSNR_MIN
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -24,6 +26,12 @@ class UNetConfig:
     emb_dim: int = 128
     groups: int = 8
     dropout: float = 0.0
+    logsnr_min: float = LOGSNR_MIN  # the cosine schedule's range, in training and sampling
+    logsnr_max: float = LOGSNR_MAX
+
+    @property
+    def logsnr_range(self) -> tuple[float, float]:
+        return (self.logsnr_min, self.logsnr_max)
 
     @property
     def null_label(self) -> int:

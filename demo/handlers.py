@@ -28,7 +28,7 @@ from core.sampling import generate, generate_classifier_guided, generate_with_ra
 from core.sweep import SweepPoint, SweepUpdate, sweep_stream, write_csv
 from demo import plots
 from demo.validate import (check_class, check_curve_n, check_grid_size, check_int, check_n_seeds, check_sampler,
-                           check_seed, check_steps, check_threshold, check_v, check_w, parse_w_list, MAX_CURVE_POINTS)
+                           check_seed, check_steps, check_threshold, check_unit, check_v, check_w, parse_w_list, MAX_CURVE_POINTS)
 
 DEFAULT_STEPS = 10
 ROW_SEEDS = 8
@@ -145,6 +145,12 @@ def slider_row(w, cls, seed_start, sampler: str, steps) -> tuple[Image.Image, st
     return img, _info(f"w = {w:g}, s = 1+w = {1 + w:g}, {sampler} T={steps}", ROW_SEEDS, _nfe([w], steps), dt)
 
 
+def s_of_w(w) -> str:
+    """The diffusers-style scale next to the paper's w."""
+    w = check_w(w)
+    return f"w = {w:g}, s = 1 + w = {1 + w:g}"
+
+
 def scrub_strip(cls, seed_start, sampler: str, steps, progress=gr.Progress()) -> tuple[str, str]:
     """A dense same-seed strip over SCRUB_WS, as one sprite sheet the browser scrubs through with no round trip."""
     c = check_class(cls)
@@ -202,6 +208,11 @@ def inside_step(cls, seed, w, steps, sampler: str, step) -> tuple[Image.Image, o
     info = (f"step {i + 1}/{steps}: λ = {lam:.2f}, σ_λ = {sigma:.3f}; ‖∇_z log p^i(c|z)‖ = ‖ε(z,c) − ε(z)‖/σ = {norm:.2f}; "
             f"ε̃ = (1+w)·ε(z,c) − w·ε(z) with w = {w:g} (s = {1 + w:g})")
     return img, fig, info
+
+
+def step_range(steps) -> dict:
+    """The step slider follows T: steps 0 … T − 1."""
+    return gr.update(maximum=check_steps(steps) - 1)
 
 
 def trajectory_animation(cls, seed, w_list, steps, sampler: str) -> tuple[str, str]:
@@ -265,7 +276,7 @@ def truncation_compare(cls, seed_start, n_seeds, thresholds_text, temperature, w
     if not items:
         raise gr.Error("give at least one truncation threshold, e.g. 2, 1, 0.5, 0.04")
     thr = [check_threshold(t) for t in items[:6]]
-    temp = float(check_v(temperature)) if temperature is not None else 1.0
+    temp = check_unit(temperature, "noise temperature") if temperature is not None else 1.0
     ws = parse_w_list(w_list, max_values=6)
     steps, sampler = check_steps(steps), check_sampler(sampler)
     check_grid_size(len(thr) + 1 + len(ws), n)
@@ -348,7 +359,7 @@ def saturation_lab(cls, seed_start, n_seeds, w_list, dyn_threshold: bool, rescal
     """Per w: samples without and with the chosen remedies, the histogram of x̂ before clipping, the saturated fraction."""
     c, s0, n = check_class(cls), check_seed(seed_start), check_n_seeds(n_seeds)
     ws = parse_w_list(w_list, max_values=8)
-    phi = check_v(rescale_phi)
+    phi = check_unit(rescale_phi, "CFG-rescale φ")
     steps, sampler = check_steps(steps), check_sampler(sampler)
     check_grid_size(2 * len(ws), n)
     opts = GuidanceOptions(dynamic_threshold=0.995 if dyn_threshold else None, rescale_phi=phi,

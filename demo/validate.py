@@ -73,12 +73,17 @@ def check_sampler(value) -> str:
     return value
 
 
+def check_unit(value, name: str) -> float:
+    """A number in [0, 1]; the message names the parameter."""
+    x = _number(value, name)
+    if not 0.0 <= x <= 1.0:
+        raise gr.Error(f"{name} must be between 0 and 1, got {x:g}")
+    return x
+
+
 def check_v(value) -> float:
     """The ancestral sampler's variance interpolation v ∈ [0, 1]."""
-    v = _number(value, "v")
-    if not 0.0 <= v <= 1.0:
-        raise gr.Error(f"v must be between 0 and 1, got {v:g}")
-    return v
+    return check_unit(value, "v")
 
 
 def parse_w_list(text, max_values: int = MAX_W_VALUES) -> list[float]:

@@ -66,6 +66,7 @@ plt.plot(losses)
 plt.xlabel("step")
 plt.ylabel("‖ε_θ − ε‖²")
 plt.title("joint conditional + unconditional training")
+assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]), "the tiny model's loss should fall during training"
 
 # %% [markdown]
 # ## The implicit classifier, checked numerically on the shipped model
@@ -81,6 +82,7 @@ sigma = alpha_sigma(torch.tensor(lam, dtype=torch.float64))[1].item()
 cg = out.eps_cond - w * sigma * implicit_classifier_grad(out.eps_cond, out.eps_uncond, lam)
 print("max |CFG − classifier guidance with p^i| =", (cg - out.eps).abs().max().item())
 assert torch.allclose(cg, out.eps, atol=1e-5)
+assert (out.eps - out.eps_cond).abs().max() > 0.1, "guidance should move ε, else the identity above is vacuous"
 
 # %% [markdown]
 # ## Same-seed grids across w

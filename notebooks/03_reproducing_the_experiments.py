@@ -49,6 +49,7 @@ print(f"{'w':>5} {'FID':>8} {'IS':>7}   | paper ImageNet 64×64: FID, IS")
 for r in rows:
     p = PAPER.get(r["w"])
     print(f"{r['w']:5g} {r['FID']:8.3f} {r['IS']:7.3f}   | " + (f"{p[0]:.2f}, {p[1]:.1f}" if p else "—"))
+assert rows[-1]["IS"] > rows[0]["IS"], "IS should rise from w = 0 to the largest w"
 
 # %% [markdown]
 # ## The trade-off: ours (live and the shipped N = 2,000 sweep) next to the paper's
@@ -56,6 +57,8 @@ for r in rows:
 # %%
 with open(os.path.join("..", "assets", "big_sweep.csv")) as f:
     big = [r for r in csv.DictReader(f) if not r["truncation"] and float(r["temperature"]) == 1.0]
+big_fid = [float(r["FID"]) for r in big]
+assert big_fid == sorted(big_fid), "in the N = 2000 sweep FID rises with w, with no dip at small w"
 fig, ax = plt.subplots(1, 2, figsize=(11, 4))
 ax[0].plot([r["IS"] for r in rows], [r["FID"] for r in rows], "o-", label=f"ours, live N={N}")
 ax[0].plot([float(r["IS"]) for r in big], [float(r["FID"]) for r in big], "s--", color="gray", label="ours, N=2000")
@@ -88,6 +91,7 @@ plt.xlabel("w")
 plt.ylabel("% pixels with |x̂| > 1")
 for w, s in zip(ws_sat, sat):
     print(f"w = {w:g}: {100 * s:.2f} % saturated")
+assert sat[-1] > sat[0], "strong guidance should saturate more pixels than w = 0"
 
 # %% [markdown]
 # ## What transfers from ImageNet to MNIST, and what does not

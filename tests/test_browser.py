@@ -1,6 +1,7 @@
 """A real headless Chromium (Debian's, via Playwright) loads the app, generates a grid and checks the image (#4)."""
 import io
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -39,4 +40,37 @@ def test_generate_grid_in_a_real_browser(app_url):
             "e => { e.value = '3'; e.dispatchEvent(new Event('input', {bubbles: true})); }")
         expect(page.locator("#scrub-label")).to_contain_text("w = 3", timeout=10_000)
         assert view.evaluate("e => e.style.backgroundPosition") != before
+        browser.close()
+
+
+PRESETS = [  # (tab, gr.Examples elem_id, number of presets, the output image it fills)
+    ("Guidance sweep", "preset-figure3", 2, "grid-image"),
+    ("Truncation vs guidance", "preset-truncation", 1, "truncation-image"),
+    ("Saturation lab", "preset-saturation", 1, "saturation-image"),
+]
+
+
+def test_every_preset_runs_and_is_cached(app_url):
+    """Clicking each gr.Examples preset fills its output in the browser and writes its lazy cache."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from conftest import EXAMPLES_CACHE
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--disable-gpu", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(app_url, timeout=60_000)
+        for tab, elem_id, count, out_id in PRESETS:
+            page.get_by_role("tab", name=tab).click()
+            for i in range(count):
+                before = {p for p in EXAMPLES_CACHE.rglob("*") if p.is_file()}
+                page.locator(f"#{elem_id} tbody tr").nth(i).click()
+                img = page.locator(f"#{out_id} img")
+                expect(img).to_be_visible(timeout=120_000)
+                deadline = time.time() + 120
+                while time.time() < deadline and {p for p in EXAMPLES_CACHE.rglob("*") if p.is_file()} == before:
+                    time.sleep(0.5)
+                assert {p for p in EXAMPLES_CACHE.rglob("*") if p.is_file()} - before, f"{elem_id}[{i}] was not cached"
+                a = np.asarray(Image.open(io.BytesIO(img.screenshot())).convert("L"), dtype=np.float64)
+                assert a.std() > 20, f"{elem_id}[{i}] shows a blank image"
         browser.close()

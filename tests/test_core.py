@@ -243,23 +243,50 @@ def test_implicit_classifier_identity():
     torch.testing.assert_close(lhs, cfg_combine(e_c, e_u, w), rtol=1e-5, atol=1e-6)
 
 
-def test_dynamic_threshold_and_rescale():
-    x = torch.randn(4, 1, 8, 8) * 3
-    y = dynamic_threshold_x(x, 0.9)
+def test_dynamic_threshold_matches_imagen_formula():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 1, 8, 8, generator=g) * torch.tensor([0.3, 1.0, 3.0, 6.0]).view(-1, 1, 1, 1)
+    p = 0.9
+    y = dynamic_threshold_x(x, p)
+    # s = max(1, per-sample p-quantile of |x̂|); x̂ ← clip(x̂, −s, s) / s.
+    for i in range(4):
+        s = max(1.0, float(torch.quantile(x[i].abs().flatten(), p)))
+        torch.testing.assert_close(y[i], x[i].clamp(-s, s) / s)
     assert y.abs().max().item() <= 1.0 + 1e-6
-    small = torch.rand(2, 1, 8, 8) * 0.5
+    assert not torch.allclose(y[3], x[3].clamp(-1, 1))  # rescaling, not a plain clamp
+    small = torch.rand(2, 1, 8, 8, generator=g) * 0.5
     torch.testing.assert_close(dynamic_threshold_x(small, 0.99), small)  # s = 1: a no-op inside [−1, 1]
+
+
+def test_rescale_matches_conditional_std():
     x_c = torch.randn(3, 1, 8, 8)
     x_g = 4 * x_c + 1
     r = rescale_x(x_g, x_c, 1.0)
     torch.testing.assert_close(r.flatten(1).std(1), x_c.flatten(1).std(1), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(rescale_x(x_g, x_c, 0.0), x_g)
+    torch.testing.assert_close(rescale_x(x_g, x_c, 0.5), 0.5 * r + 0.5 * x_g)
+
+
+def test_stand_in_model_eps_depends_on_label_w_and_z(tiny_unet):
+    """The fixture is not the zero-output fresh UNet: ε changes with the label, with w, with z and with λ."""
+    z = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    c = torch.tensor([3, 3])
+    with torch.no_grad():
+        e1 = tiny_unet(z, torch.full((2,), 0.5), c)
+        assert e1.abs().mean() > 1e-3
+        assert (e1 - tiny_unet(z, torch.full((2,), 0.5), torch.tensor([7, 7]))).abs().max() > 1e-4
+        assert (e1 - tiny_unet(z, torch.full((2,), -3.0), c)).abs().max() > 1e-4
+        assert (e1[0] - e1[1]).abs().max() > 1e-4  # different z, same label and λ
+    den = [cfg_denoiser(tiny_unet, c, torch.full((2,), w), tiny_unet.cfg.null_label)(z, 0.5).eps for w in (0.0, 2.0)]
+    assert (den[0] - den[1]).abs().max() > 1e-4
 
 
 def test_variants_are_valid_denoisers(tiny_unet):
     opts = GuidanceOptions(dynamic_threshold=0.99, rescale_phi=0.7, interval=(-5.0, 5.0))
     x = generate(tiny_unet, [0, 1], [2, 3], [4.0], 5, "ancestral", opts=opts)
     assert x.shape == (1, 2, 1, 28, 28) and torch.isfinite(x).all()
+    plain = generate(tiny_unet, [0, 1], [2, 3], [4.0], 5, "ancestral")
+    assert (x - plain).abs().max() > 1e-3  # the variants change the samples
 
 
 def test_tiny_unet_overfits_one_batch():

@@ -27,11 +27,31 @@ def test_random_classes_mode_depends_only_on_seed():
     assert H.class_labels("single class", 4, [1, 2, 3]) == [4, 4, 4]
 
 
-def test_slider_row_and_scrub_strip_agree():
+def _sprite_sheet(html: str) -> np.ndarray:
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    b64 = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html).group(1)
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("L"))
+
+
+def test_scrub_strip_frame_equals_the_slider_row():
+    """The browser-side strip shows, at w = 1, exactly the pixels the slider's server call returns for w = 1."""
     img, info = H.slider_row(1.0, 3, 0, "ddim", 3)
-    assert "s = 1+w = 2" in info and _arr(img).std() > 20
+    assert "s = 1+w = 2" in info
+    row = _arr(img)
     html, sinfo = H.scrub_strip(3, 0, "ddim", 3, progress=lambda *a, **k: None)
-    assert 'id="scrub-view"' in html and "data:image/png;base64," in html and "scrub strip ready" in sinfo
+    assert "scrub strip ready" in sinfo
+    sheet = _sprite_sheet(html)
+    cell_h = 28 * 3 + 2
+    assert sheet.shape == (len(H.SCRUB_WS) * cell_h + 2, row.shape[1])
+    j = H.SCRUB_WS.index(1.0)
+    assert np.array_equal(sheet[j * cell_h: j * cell_h + row.shape[0]], row)
+    j0 = H.SCRUB_WS.index(0.0)
+    assert not np.array_equal(sheet[j0 * cell_h: j0 * cell_h + row.shape[0]], row)  # w changes the frame
 
 
 def test_inside_step_shows_six_panels_and_the_extrapolation():
@@ -42,27 +62,69 @@ def test_inside_step_shows_six_panels_and_the_extrapolation():
     assert any("ε̃" in n for n in names) and any("ε(z,c)" in n for n in names)
 
 
-def test_trajectory_animation_is_animated_webp():
-    from PIL import Image
+def test_trajectory_animation_frames_end_on_the_sample():
+    from PIL import Image, ImageSequence
 
-    path, info = H.trajectory_animation(1, 0, "0, 3", 6, "ddim")
+    from core.images import grid_image
+
+    ws, steps = [0.0, 3.0], 6
+    path, info = H.trajectory_animation(1, 0, "0, 3", steps, "ddim")
     im = Image.open(path)
-    assert im.format == "WEBP" and getattr(im, "n_frames", 1) >= 6
+    assert im.format == "WEBP"
+    frames = [np.asarray(f.convert("L")) for f in ImageSequence.Iterator(im)]
+    # x̂ at each of the T steps; the sample (= the last step's clipped x̂) and its hold frames are identical to the
+    # last one, and WebP stores identical consecutive frames once.
+    assert len(frames) == steps
+    x = H._sample([0], [1], ws, steps, "ddim")
+    sample = np.asarray(grid_image(H._u8(x)[:, 0][None], 4, col_labels=[H._w_label(w) for w in ws]))
+    assert np.array_equal(frames[-1], sample)
+    assert not np.array_equal(frames[0], sample)  # the first frame is the noisy start
 
 
-def test_truncation_classifier_and_saturation_tabs():
-    img, info = H.truncation_compare(2, 0, 2, "2, 0.04", 0.6, "1", 3, "ancestral")
-    assert _arr(img).shape[0] >= 4 * 28 * 3  # 2 truncations + temperature + 1 CFG row
-    img, fig, info = H.classifier_vs_cfg(8, 0, 2, "1, 10", 3, "ddim")
-    assert len(fig.data) == 2 and len(fig.data[0].y) == 6
-    img, hist, curve, info = H.saturation_lab(0, 0, 2, "0, 8", True, 0.0, False, 4, "ddim")
-    assert len(curve.data) == 2 and "saturated" in info
+def test_truncation_rows_differ_from_each_other():
+    thr, n = [2.0, 1.0, 0.5, 0.04], 3
+    img, info = H.truncation_compare(2, 0, n, ", ".join(map(str, thr)), 0.6, "1", 6, "ddim")
+    a = _arr(img)
+    cell = 28 * 3 + 2
+    tiles = a[:, -(n * cell + 2):]  # drop the row labels
+    rows = [tiles[i * cell: i * cell + cell] for i in range(len(thr) + 2)]  # 4 truncations, temperature, CFG w=1
+    assert a.shape[0] == (len(thr) + 2) * cell + 2
+    for i in range(len(rows)):
+        for j in range(i + 1, len(rows)):
+            assert np.abs(rows[i].astype(int) - rows[j].astype(int)).mean() > 1.0, (i, j)
+
+
+def test_classifier_guidance_raises_the_guides_confidence():
+    img, fig, info = H.classifier_vs_cfg(8, 0, 4, "0, 3", 8, "ddim")
+    p_guide, p_metric = np.asarray(fig.data[0].y), np.asarray(fig.data[1].y)
+    assert len(p_guide) == len(p_metric) == 6  # CG on ε(z,c), CG on ε(z), CFG; each at w = 0, 3
+    # Guiding the unconditional ε(z): w = 0 samples random digits, w = 3 pulls them to class 8.
+    assert p_guide[3] > p_guide[2] + 0.2 and p_metric[3] > p_metric[2], (p_guide, p_metric)
+    assert p_guide[1] >= p_guide[0] - 1e-3, p_guide  # on ε(z,c) it is already near 1 at w = 0
+
+
+def test_saturation_lab_strong_guidance_saturates_more():
+    img, hist, curve, info = H.saturation_lab(0, 0, 4, "0, 8", True, 0.0, False, 10, "ddim")
+    raw, fixed = np.asarray(curve.data[0].y), np.asarray(curve.data[1].y)
+    assert raw[1] > raw[0] + 3  # % of pixels with |x̂| > 1 before clipping, w = 8 vs w = 0
+    assert fixed[1] < raw[1]  # dynamic thresholding pulls x̂ back inside [−1, 1]
+    assert "saturated" in info
 
 
 def test_live_curves_stream_grows():
-    gen = H.live_curves("0, 2", 20, 3, "ddim", progress=lambda *a, **k: None)
-    statuses = [s for _, s, _ in gen]
-    assert len(statuses) == 2 and statuses[0].startswith("N = 10") and statuses[-1].startswith("N = 20")
+    gen = H.live_curves("0, 2", 30, 3, "ddim", progress=lambda *a, **k: None)
+    outs = list(gen)
+    ns = [int(s.split()[2]) for _, s, _ in outs]
+    assert ns == sorted(set(ns)) and ns[-1] == 30 and ns[0] < 30  # N grows to the target, several updates
+    import csv
+
+    for fig, status, path in outs[-1:]:
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        assert [float(r["w"]) for r in rows] == [0.0, 2.0] and all(int(r["N"]) == 30 for r in rows)
+        assert all(np.isfinite(float(r["FID"])) and float(r["IS"]) > 1.5 for r in rows)
+        live = [t for t in fig.data if t.name and t.name.startswith("live")]
+        assert live and list(live[0].x) == [0.0, 2.0]
 
 
 def test_live_tradeoff_streams_both_families():

@@ -1,6 +1,7 @@
-"""The lecture notebooks run top to bottom with SMALL=1 (issue #7)."""
+"""The lecture notebooks run with SMALL=1 (issue #7), assert their figures and match their jupytext .py pairs."""
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -15,6 +16,13 @@ def test_three_notebooks_stored_without_outputs():
         nb = nbformat.read(p, as_version=4)
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{p.name} has stored outputs"
         assert (NB_DIR / (p.stem + ".py")).is_file(), "each notebook is paired with a jupytext .py"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_code_matches_its_py_pair(path):
+    nb_code = [c.source.rstrip() for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    py_code = [c.source.rstrip() for c in jupytext.read(path.with_suffix(".py")).cells if c.cell_type == "code"]
+    assert nb_code == py_code, f"{path.name} drifted from {path.stem}.py: run jupytext --sync"
 
 
 @pytest.mark.timeout(300)

@@ -1,0 +1,124 @@
+"""The sample and sweep CLIs against the library calls they wrap; the Inception path with a fake network (issue #14)."""
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from core.data import load_split, to_uint8
+from core.metrics import InceptionFeatures, feature_stats
+from core.noise import NoiseConfig
+from core.sampling import generate
+from core.sweep import CSV_FIELDS, SweepPoint, sweep_stream
+
+METRICS = ["FID", "IS", "IS_std", "KID", "KID_std"]
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_rows_match(rows: list[dict], results: list, steps: int, sampler: str) -> None:
+    """CSV rows equal sweep_stream's results at the CSV's printed precision (6 significant digits)."""
+    assert len(rows) == len(results)
+    for row, r in zip(rows, results):
+        want = r.row(steps, sampler)
+        assert row["label"] == want["label"] and float(row["w"]) == want["w"]
+        assert int(row["N"]) == want["N"] and row["steps"] == str(steps) and row["sampler"] == sampler
+        for k in METRICS:
+            assert row[k] == f"{want[k]:.6g}", (row["label"], k)
+        assert all(math.isfinite(float(row[k])) for k in ["FID", "IS", "KID"])
+
+
+def test_sample_cli_writes_png_and_npz(tmp_path, pipeline):
+    """The npz holds exactly generate()'s pixels for the same seeds, per-seed labels, w order, sampler and noise."""
+    from core.sample import main
+
+    png, npz = tmp_path / "grid.png", tmp_path / "grid.npz"
+    main(["--classes", "3", "7", "1", "--w", "0", "2", "--seeds", "4-6", "--steps", "3", "--sampler", "ancestral",
+          "--v", "0.5", "--truncation", "1.5", "--temperature", "0.9", "--out", str(png), "--npz", str(npz),
+          "--device", "cpu"])
+    x = generate(pipeline.model, [4, 5, 6], [3, 7, 1], [0.0, 2.0], 3, "ancestral", 0.5, NoiseConfig(1.5, 0.9))
+    want = to_uint8(x.reshape(-1, *x.shape[2:])).reshape(2, 3, 28, 28)
+    im = Image.open(png)
+    assert im.format == "PNG" and im.size[0] > 3 * 28 * 3
+    with np.load(npz) as f:
+        assert f["images"].dtype == np.uint8
+        assert np.array_equal(f["images"], want)
+        assert list(f["w"]) == [0.0, 2.0] and list(f["seeds"]) == [4, 5, 6] and list(f["labels"]) == [3, 7, 1]
+    assert want.std() > 10  # not blank
+
+
+def test_sweep_cli_writes_csv(tmp_path, pipeline):
+    """Every CSV row (w points and a truncation baseline) equals sweep_stream run directly on the same arguments."""
+    from core.sweep import main
+
+    out = tmp_path / "c.csv"
+    main(["--w", "0", "1", "--truncation", "0.5", "--n", "10", "--steps", "3", "--sampler", "ancestral", "--v", "0.5",
+          "--batch", "10", "--out", str(out), "--device", "cpu"])
+    assert out.read_text().splitlines()[0].split(",") == CSV_FIELDS
+    points = [SweepPoint(0.0), SweepPoint(1.0), SweepPoint(0.0, NoiseConfig(truncation=0.5))]
+    *_, last = sweep_stream(pipeline.model, pipeline.classifier, points, 10, 3, "ancestral", 0.5, 10, first_batch=None)
+    assert_rows_match(read_rows(out), last.results, 3, "ancestral")
+
+
+class FakeInception(torch.nn.Module):
+    """Stands in for inception-2015-12-05.pt: refuses anything but uint8 RGB; features = 4×4 average-pooled pixels."""
+
+    def forward(self, x: Tensor, return_features: bool) -> Tensor:
+        if x.dtype != torch.uint8 or x.size(1) != 3:
+            raise RuntimeError("the FID Inception network takes uint8 RGB images")
+        f = F.adaptive_avg_pool2d(x.float(), 4).flatten(1)  # (B, 48); the exact pixels of a 4×4 image
+        if return_features:
+            return f
+        return F.pad(f / 32.0, [0, 1008 - f.shape[1]])
+
+
+@pytest.fixture(scope="module")
+def fake_inception(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("inception") / "inception-2015-12-05.pt"
+    torch.jit.save(torch.jit.script(FakeInception()), str(path))
+    return path
+
+
+def test_inception_features_get_uint8_rgb_of_the_digits(fake_inception):
+    k = torch.randint(0, 255, (5, 1, 4, 4), generator=torch.Generator().manual_seed(0))
+    x = (k + 0.7) / 127.5 - 1  # round((x + 1) · 127.5) = k + 1; truncating would give k
+    x[0, 0, 0, 0], x[1, 0, 2, 3] = 1.3, -1.2  # out of range: clipped to 255 and 0
+    want = np.round((np.clip(x.double().numpy(), -1, 1) + 1) * 127.5)
+    assert want[0, 0, 0, 0] == 255 and want[1, 0, 2, 3] == 0 and want[2, 0, 0, 0] == k[2, 0, 0, 0] + 1
+    feats, probs = InceptionFeatures(fake_inception)(x, batch=2)
+    assert feats.shape == (5, 48) and probs.shape == (5, 1008)
+    np.testing.assert_array_equal(feats.reshape(5, 3, 4, 4), np.repeat(want, 3, axis=1))
+    logits = np.pad(want.repeat(3, axis=1).reshape(5, 48) / 32.0, [(0, 0), (0, 1008 - 48)])
+    soft = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(probs, soft / soft.sum(1, keepdims=True), rtol=1e-12, atol=0)
+
+
+def test_inception_refuses_a_state_dict(tmp_path):
+    pth = tmp_path / "pt_inception-2015-12-05.pth"
+    pth.write_bytes(b"not TorchScript")
+    with pytest.raises(ValueError, match="TorchScript"):
+        InceptionFeatures(pth)
+
+
+def test_sweep_cli_with_inception_uses_its_features(tmp_path, pipeline, fake_inception):
+    """--inception: the generated and the real training digits both go through the given network."""
+    from core.sweep import main
+
+    out = tmp_path / "c.csv"
+    main(["--w", "0", "2", "--n", "10", "--steps", "3", "--sampler", "ddim", "--batch", "10",
+          "--inception", str(fake_inception), "--out", str(out), "--device", "cpu"])
+    feats = InceptionFeatures(fake_inception)
+    f_real, _ = feats(load_split("train")[0])
+    mu, sigma = feature_stats(f_real)
+    ref = {"mu": mu, "sigma": sigma, "features": f_real}
+    *_, last = sweep_stream(pipeline.model, pipeline.classifier, [SweepPoint(0.0), SweepPoint(2.0)], 10, 3, "ddim",
+                            batch=10, first_batch=None, ref=ref, features=feats)
+    assert_rows_match(read_rows(out), last.results, 3, "ddim")
