@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from bench.common import header  # noqa: E402
-from core.guidance import cfg_denoiser  # noqa: E402
+from core.guidance import CFGDenoiser  # noqa: E402
 from core.noise import SeededNoise  # noqa: E402
 from core.pipeline import load_pipeline  # noqa: E402
 from core.sampling import generate, run_sampler, sampling_logsnrs  # noqa: E402
@@ -101,7 +101,7 @@ def main() -> None:
 
     def untiled():
         noise, c, w = noise_c_w
-        run_sampler("ddim", cfg_denoiser(m, c, w, m.cfg.null_label), SeededNoise(noise.seeds, noise.shape), STEPS)
+        run_sampler("ddim", CFGDenoiser(m, c, w, m.cfg.null_label), SeededNoise(noise.seeds, noise.shape), STEPS)
 
     report("tiled shared first step (7 w × 8 seeds grid, eager)",
            *paired(untiled, lambda: generate(m, seeds, labels, ws, STEPS, "ddim"), max(3, a.reps // 2)))

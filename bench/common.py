@@ -20,21 +20,23 @@ def header(title: str) -> None:
 
 def naive_grid(model, seeds: list[int], labels: list[int], ws: list[float], steps: int, device: str = "cpu"):
     """The reference repos' loop: one w at a time, two separate forward passes per step (DDIM)."""
-    from core.guidance import EpsOut
+    from core.guidance import EpsOut, cfg_combine
     from core.noise import SeededNoise
     from core.sampling import run_sampler
 
+    cfg = model.cfg
     outs = []
     for w in ws:
-        noise = SeededNoise(seeds, (1, 28, 28), device=device)
+        noise = SeededNoise(seeds, (cfg.in_channels, cfg.image_size, cfg.image_size), device=device)
         c = torch.tensor(labels, device=device)
-        null = torch.full_like(c, model.cfg.null_label)
+        null = torch.full_like(c, cfg.null_label)
+        w_rows = torch.full((len(seeds),), float(w), device=device)
 
-        def den(z, lam, c=c, null=null, w=w):
+        def den(z, lam, c=c, null=null, w_rows=w_rows):
             lt = torch.full((z.shape[0],), lam, device=z.device)
             e_c = model(z, lt, c)
             e_u = model(z, lt, null)
-            return EpsOut((1 + w) * e_c - w * e_u, e_c, e_u)
+            return EpsOut(cfg_combine(e_c, e_u, w_rows), e_c, e_u)
 
         outs.append(run_sampler("ddim", den, noise, steps))
     return torch.stack(outs)

@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from bench.common import header, naive_grid  # noqa: E402
-from core.guidance import GuidanceOptions, cfg_denoiser  # noqa: E402
+from core.guidance import CFGDenoiser, GuidanceOptions  # noqa: E402
 from core.noise import SeededNoise  # noqa: E402
 from core.pipeline import load_pipeline  # noqa: E402
 from core.sampling import generate, sample_ancestral, sample_ddim  # noqa: E402
@@ -70,7 +70,7 @@ def main() -> list[str]:
         sys.exit("no CUDA device: bench/gpu_check.py needs a GPU machine")
     failures: list[str] = []
     header(f"GPU check on {torch.cuda.get_device_name()}")
-    gpu = load_pipeline("cuda")
+    gpu = load_pipeline(device="cuda")
     m = gpu.model
     seeds = list(range(a.batch))
     labels = [s % 10 for s in seeds]
@@ -86,7 +86,7 @@ def main() -> list[str]:
     for name in ("ddim", "ancestral"):
         noise = SeededNoise(seeds[:64], (1, 28, 28), device="cuda")
         c = torch.tensor(labels[:64], device="cuda")
-        den = cfg_denoiser(m, c, torch.full((64,), 1.0), m.cfg.null_label)
+        den = CFGDenoiser(m, c, torch.full((64,), 1.0), m.cfg.null_label)
         z = noise.initial()
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")
@@ -126,7 +126,7 @@ def main() -> list[str]:
     else:
         print("compiled + CUDA graphs: skipped (time budget)")
     if left(a.budget) > 120:  # a bigger chunk: how far a larger batch fills the GPU
-        big = load_pipeline("cuda", chunk=1024).model
+        big = load_pipeline(device="cuda", chunk=1024).model
         state = big.enable_compile(mode="reduce-overhead")
         if state == "compiled":
             s4 = list(range(1024))
@@ -157,7 +157,7 @@ def main() -> list[str]:
         failures.append(f"batched vs naive grid {same} (tolerance {TOLERANCE})")
 
     # 4. The same seeds on the CPU: same pixels within tolerance (kernels differ, so not bitwise).
-    cpu = load_pipeline("cpu")
+    cpu = load_pipeline(device="cpu")
     few = seeds[:16]
     for name in ("ancestral", "ddim"):
         x_gpu = generate(m, few, labels[:16], [1.0], 8, name).cpu()

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from core.classifier import ClassifierConfig, DigitClassifier
+from core.classifier import ClassifierConfig, ImageClassifier
 from core.unet import UNet, UNetConfig
 
 ASSETS = Path(os.environ.get("CFG_ASSETS") or Path(__file__).resolve().parent.parent / "assets")
@@ -59,7 +59,7 @@ def load_model(stem: Path, device: str | torch.device = "cpu") -> nn.Module:
     if meta["kind"] == "unet":
         model: nn.Module = UNet(UNetConfig.from_dict(meta["config"]))
     elif meta["kind"] == "classifier":
-        model = DigitClassifier(ClassifierConfig.from_dict(meta["config"]))
+        model = ImageClassifier(ClassifierConfig.from_dict(meta["config"]))
     else:
         raise WeightsError(f"unknown model kind {meta['kind']!r} in {meta_path}")
     try:

@@ -35,7 +35,7 @@ class ClassifierConfig:
         return ClassifierConfig(**d)
 
 
-class DigitClassifier(nn.Module):
+class ImageClassifier(nn.Module):
     """A small CNN; features() gives the penultimate layer (FID/KID), forward() the logits (IS, accuracy)."""
 
     def __init__(self, cfg: ClassifierConfig):

@@ -1,9 +1,8 @@
-"""Paper-scale sweeps sharded across processes with torch.distributed (NCCL on GPUs, gloo on CPU).
+"""torch.distributed plumbing for sharded sweeps (NCCL on GPUs, gloo on CPU); the sweep itself is core.sweep's.
 
     torchrun --nproc_per_node=N -m core.sweep --w 0 0.1 0.3 1 4 --samples 50000 --steps 256 --out curves.csv
 
-Each rank samples a contiguous block of the seeds; rank 0 gathers the features in seed order and computes
-FID / IS / KID once, so the result equals the single-process sweep over the same seeds.
+Each rank gets a contiguous block of the seeds; rank 0 gathers every rank's results in rank (= seed) order.
 """
 from __future__ import annotations
 
@@ -11,9 +10,6 @@ import os
 
 import torch
 import torch.distributed as dist
-
-from core.guidance import GuidanceOptions
-from core.sweep import PointResult, SweepPoint, prepare_ref, sweep_stream
 
 
 def shard(n: int, rank: int, world: int) -> tuple[int, int]:
@@ -36,31 +32,19 @@ def init_from_env() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def sharded_sweep(model, classifier, points: list[SweepPoint], n: int, steps: int, sampler: str = "ancestral",
-                  v: float = 0.3, batch: int = 100, opts: GuidanceOptions = GuidanceOptions(), ref: dict | None = None,
-                  kid_subsets: int = 20) -> list[PointResult] | None:
-    """Run this rank's block of seeds, gather features to rank 0 and compute the metrics there (None on other ranks)."""
-    rank, world = dist.get_rank(), dist.get_world_size()
-    start, count = shard(n, rank, world)
-    last = None
-    if count:
-        for last in sweep_stream(model, classifier, points, count, steps, sampler, v, batch, first_batch=None,
-                                 opts=opts, kid_subsets=kid_subsets, seed_offset=start, ref=ref, lazy_metrics=True):
-            pass
-    mine = [(r.feats, r.probs, r.seconds) for r in last.results] if last is not None else None
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of the current process group."""
+    return dist.get_rank(), dist.get_world_size()
+
+
+def gather_to_rank0(obj) -> list | None:
+    """Every rank's obj, in rank order, on rank 0; None on the other ranks."""
+    rank, world = rank_and_world()
     gathered = [None] * world if rank == 0 else None
-    dist.gather_object(mine, gathered, dst=0)
-    if rank != 0:
-        return None
-    ref = prepare_ref(ref)
-    out = []
-    for i, p in enumerate(points):
-        r = PointResult(p)
-        for part in gathered:  # rank order = seed order
-            if part is not None:
-                r.feats += part[i][0]
-                r.probs += part[i][1]
-                r.seconds = max(r.seconds, part[i][2])
-        r.update_metrics(ref, kid_subsets, 500)
-        out.append(r)
-    return out
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered
+
+
+def finish() -> None:
+    """Leave the process group."""
+    dist.destroy_process_group()

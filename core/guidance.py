@@ -84,71 +84,88 @@ def _run_model(model: Model, z: Tensor, logsnr: Tensor, c: Tensor, amp_dtype: st
     return model(z, logsnr, c)
 
 
-def cfg_denoiser(model: Model, c: Tensor, w: Tensor, null_label: int, opts: GuidanceOptions = GuidanceOptions(),
-                 tiles: int = 1) -> Denoiser:
+class RowPlan(NamedTuple):
+    """The rows of one batched network pass: every row's label, the rows that also get ε_θ(z), and the labels of the
+    [cond; uncond] batch (the uncond half carries the null label)."""
+
+    c: Tensor
+    rows_u: Tensor
+    c_both: Tensor
+
+
+def row_plan(c: Tensor, rows_u: Tensor, null_label: int) -> RowPlan:
+    """The plan for labels c (B,) whose rows rows_u (host indices) also need the unconditional ε_θ(z)."""
+    rows_u = rows_u.to(c.device)
+    null = torch.full((rows_u.numel(),), null_label, dtype=c.dtype, device=c.device)
+    return RowPlan(c, rows_u, torch.cat([c, null]))
+
+
+def eps_pair(model: Model, z: Tensor, logsnr: float, plan: RowPlan, need_u: bool,
+             amp_dtype: str | None = None) -> tuple[Tensor, Tensor | None]:
+    """(ε_θ(z, c), ε_θ(z) or None) in one forward pass; rows outside plan.rows_u get eps_uncond = eps_cond."""
+    b, n_u = z.shape[0], plan.rows_u.numel()
+    assert plan.c.shape == (b,), (plan.c.shape, z.shape)
+    if not need_u:
+        return _run_model(model, z, torch.full((b,), float(logsnr), device=z.device), plan.c, amp_dtype), None
+    z_u = z if n_u == b else z.index_select(0, plan.rows_u)
+    both = _run_model(model, torch.cat([z, z_u]), torch.full((b + n_u,), float(logsnr), device=z.device), plan.c_both,
+                      amp_dtype)
+    eps_c = both[:b]
+    return eps_c, (both[b:] if n_u == b else eps_c.index_copy(0, plan.rows_u, both[b:]))
+
+
+class CFGDenoiser:
     """Classifier-free guidance as a denoiser transform (paper Alg. 2): one batched [cond; uncond] pass per step.
 
     c: labels (B,) in 0..K−1; w: guidance weights (B,), any real value (w = −1 is the unconditional model).
     Rows with w = 0 get no uncond pass (their eps_uncond is a copy of eps_cond); with no guided row at this λ
     the uncond half is skipped entirely and eps_uncond is None.
-    tiles: the rows are `tiles` copies of the first B/tiles (label, seed) pairs, one copy per w, as in a same-seed
-    grid. The first call's z then holds identical copies (the shared initial noise), so ε_θ runs on one copy and is
-    tiled: bitwise the same result for a batch-invariant model, with 1/tiles of that step's network rows.
+    first_step_tiles = n > 1 promises that the rows are n copies of the first B/n (label, seed) pairs and that the
+    first call's z is n identical copies (a same-seed grid's shared initial noise): ε_θ then runs on one copy and is
+    tiled, bitwise the same result for a batch-invariant model at 1/n of that step's network rows.
     """
-    assert c.dim() == 1 and w.shape == c.shape, (c.shape, w.shape)
-    assert tiles >= 1 and c.shape[0] % tiles == 0, (tiles, c.shape)
-    w_host = w.detach().to("cpu", torch.float64)
-    if not torch.isfinite(w_host).all():
-        raise ValueError("guidance weights must be finite")
-    dev = c.device
-    b_all, n_one = c.shape[0], c.shape[0] // tiles
-    # Rows with w = 0 need no ε_θ(z): the uncond half covers only the guided rows (host-side index, no syncs).
-    rows_u = torch.arange(b_all) if opts.always_uncond else torch.nonzero(w_host != 0).flatten()
-    any_w = bool((w_host != 0).any())
-    w_dev = w.to(dev, torch.float32)
-    # (labels, uncond row indices, labels of the [cond; uncond] batch) of all rows.
-    full = (c, rows_u.to(dev), torch.cat([c, torch.full((rows_u.numel(),), null_label, dtype=c.dtype, device=dev)]))
-    # A tiled grid's first call: the same triple for one copy, and which rows keep their uncond ε (None once used).
-    first_call = None
-    if tiles > 1:
+
+    def __init__(self, model: Model, c: Tensor, w: Tensor, null_label: int, opts: GuidanceOptions = GuidanceOptions(),
+                 first_step_tiles: int = 1):
+        assert c.dim() == 1 and w.shape == c.shape, (c.shape, w.shape)
+        n = first_step_tiles
+        assert n >= 1 and c.shape[0] % n == 0, (n, c.shape)
+        w_host = w.detach().to("cpu", torch.float64)
+        if not torch.isfinite(w_host).all():
+            raise ValueError("guidance weights must be finite")
         c_host = c.detach().cpu()
-        assert torch.equal(c_host, c_host[:n_one].repeat(tiles)), "tiles > 1 needs labels tiled like the seeds"
-        c_one = c[:n_one]
-        mask_u = torch.zeros(b_all, dtype=torch.bool)
+        assert torch.equal(c_host, c_host[: c.shape[0] // n].repeat(n)), "first_step_tiles needs labels tiled like the seeds"
+        self.model, self.opts, self.tiles = model, opts, n
+        self.w = w.to(c.device, torch.float32)
+        self.any_w = bool((w_host != 0).any())
+        # Rows with w = 0 need no ε_θ(z): the uncond half covers only the guided rows (host-side index, no syncs).
+        rows_u = torch.arange(c.shape[0]) if opts.always_uncond else torch.nonzero(w_host != 0).flatten()
+        self.plan = row_plan(c, rows_u, null_label)
+        # The first step's plan: one copy of the rows, all of which get ε_θ(z); the mask keeps it for guided rows only.
+        n_one = c.shape[0] // n
+        self.first_plan = row_plan(c[:n_one], torch.arange(n_one), null_label)
+        mask_u = torch.zeros(c.shape[0], dtype=torch.bool)
         mask_u[rows_u] = True
-        one = (c_one, torch.arange(n_one, device=dev), torch.cat([c_one, torch.full((n_one,), null_label, dtype=c.dtype, device=dev)]))
-        first_call = (one, mask_u.to(dev).reshape(-1, 1, 1, 1))
+        self.first_mask_u = mask_u.to(c.device).reshape(-1, *([1] * 3))
+        self.calls = 0
 
-    def eps_pair(z: Tensor, logsnr: float, rows: tuple[Tensor, Tensor, Tensor], need_u: bool) -> tuple[Tensor, Tensor | None]:
-        c_rows, rows_u_dev, c_both = rows
-        b, n_u = z.shape[0], rows_u_dev.numel()
-        if not need_u:
-            return _run_model(model, z, torch.full((b,), float(logsnr), device=z.device), c_rows, opts.amp_dtype), None
-        z_u = z if n_u == b else z.index_select(0, rows_u_dev)
-        both = _run_model(model, torch.cat([z, z_u]), torch.full((b + n_u,), float(logsnr), device=z.device), c_both,
-                          opts.amp_dtype)
-        eps_c = both[:b]
-        return eps_c, (both[b:] if n_u == b else eps_c.index_copy(0, rows_u_dev, both[b:]))
-
-    def denoise(z: Tensor, logsnr: float) -> EpsOut:
-        nonlocal first_call
-        assert z.shape[0] == b_all, (z.shape, c.shape)
-        in_interval = opts.interval is None or (opts.interval[0] <= logsnr <= opts.interval[1])
-        guided = any_w and in_interval
+    def __call__(self, z: Tensor, logsnr: float) -> EpsOut:
+        opts = self.opts
+        assert z.shape[0] == self.plan.c.shape[0], (z.shape, self.plan.c.shape)
+        guided = self.any_w and (opts.interval is None or opts.interval[0] <= logsnr <= opts.interval[1])
         need_u = guided or opts.always_uncond
-        # 1. The network: cond only, or cond and (guided rows') uncond concatenated in one forward pass; on the
-        #    first call of a tiled grid, on one copy of the rows only.
-        if first_call is not None:
-            (one, mask_u_dev), first_call = first_call, None
-            if z.device.type == "cpu":  # (a free check on the CPU; on CUDA it would cost a device sync)
-                assert torch.equal(z, z[:n_one].repeat(tiles, 1, 1, 1)), "first call of a tiled grid needs tiled z"
-            eps_c, eps_u = eps_pair(z[:n_one], logsnr, one, need_u)
-            eps_c = eps_c.repeat(tiles, 1, 1, 1)
+        # 1. The network: cond only, or cond and (guided rows') uncond in one forward pass; at a tiled grid's first
+        #    step, on one copy of the rows only.
+        if self.calls == 0 and self.tiles > 1:
+            n_one = z.shape[0] // self.tiles
+            eps_c, eps_u = eps_pair(self.model, z[:n_one], logsnr, self.first_plan, need_u, opts.amp_dtype)
+            eps_c = eps_c.repeat(self.tiles, 1, 1, 1)
             if eps_u is not None:
-                eps_u = torch.where(mask_u_dev, eps_u.repeat(tiles, 1, 1, 1), eps_c)
+                eps_u = torch.where(self.first_mask_u, eps_u.repeat(self.tiles, 1, 1, 1), eps_c)
         else:
-            eps_c, eps_u = eps_pair(z, logsnr, full, need_u)
-        eps = cfg_combine(eps_c, eps_u, w_dev) if guided else eps_c
+            eps_c, eps_u = eps_pair(self.model, z, logsnr, self.plan, need_u, opts.amp_dtype)
+        self.calls += 1
+        eps = cfg_combine(eps_c, eps_u, self.w) if guided else eps_c
         # 2. The x̂-space variants, then back to ε.
         if (guided and opts.rescale_phi > 0) or opts.dynamic_threshold is not None:
             lam0 = torch.tensor(float(logsnr), dtype=torch.float64)
@@ -159,8 +176,6 @@ def cfg_denoiser(model: Model, c: Tensor, w: Tensor, null_label: int, opts: Guid
                 x = dynamic_threshold_x(x, opts.dynamic_threshold)
             eps = eps_from_x(z, x, lam0)
         return EpsOut(eps, eps_c, eps_u)
-
-    return denoise
 
 
 LogProb = Callable[[Tensor, Tensor, Tensor], Tensor]

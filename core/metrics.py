@@ -11,9 +11,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from core.checkpoint import ASSETS
-
-REF_STATS = ASSETS / "ref_stats.npz"
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
@@ -76,7 +73,7 @@ def kernel_inception_distance(f_gen: np.ndarray, f_real: np.ndarray, subsets: in
 
 @torch.inference_mode()
 def classifier_features(classifier: torch.nn.Module, x: Tensor, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
-    """(features (N, d), softmax probabilities (N, K)) of images x (N, 1, 28, 28) in [−1, 1], clipped first."""
+    """(features (N, d), softmax probabilities (N, K)) of images x (N, C, H, W) in [−1, 1], clipped first."""
     assert x.dim() == 4, x.shape
     dev = next(classifier.parameters()).device
     feats, probs = [], []
@@ -91,7 +88,7 @@ def classifier_features(classifier: torch.nn.Module, x: Tensor, batch: int = 500
 class InceptionFeatures:
     """The standard FID Inception-v3 (2015-12-05) from a *local* TorchScript file, e.g. inception-2015-12-05.pt.
 
-    Nothing is downloaded: a missing file is a clear error. Grayscale 28×28 digits are replicated to RGB and
+    Nothing is downloaded: a missing file is a clear error. Grayscale images are replicated to RGB, and every image is
     resized to 299×299 inside the network, as the FID reference implementations do.
     """
 
@@ -128,12 +125,19 @@ def kid_scale(ref_features: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.asarray(ref_features, np.float64) ** 2)))
 
 
-def compute_ref_stats(classifier: torch.nn.Module) -> dict[str, np.ndarray]:
-    """Reference statistics of the real training digits (μ, Σ, features) and the held-out digits' scores."""
+def prepare_ref(ref: dict) -> dict:
+    """Reference statistics to compare against, with their KID feature scale."""
+    ref = dict(ref)
+    ref.setdefault("kid_scale", kid_scale(ref["features"]))
+    return ref
+
+
+def compute_ref_stats(classifier: torch.nn.Module, dataset: str) -> dict[str, np.ndarray]:
+    """Reference statistics of the real training images (μ, Σ, features) and the held-out images' scores."""
     from core.data import load_split
 
-    x_tr, _ = load_split("train")
-    x_he, _ = load_split("heldout")
+    x_tr, _ = load_split("train", dataset)
+    x_he, _ = load_split("heldout", dataset)
     f_tr, _ = classifier_features(classifier, x_tr)
     f_he, p_he = classifier_features(classifier, x_he)
     mu, sigma = feature_stats(f_tr)
@@ -146,31 +150,34 @@ def compute_ref_stats(classifier: torch.nn.Module) -> dict[str, np.ndarray]:
             "n_heldout": np.int64(x_he.shape[0])}
 
 
-def load_ref_stats(path: Path = REF_STATS) -> dict[str, np.ndarray]:
-    """The shipped reference statistics (no pickles)."""
+def load_ref_stats(path: Path) -> dict[str, np.ndarray]:
+    """A model's shipped reference statistics (no pickles)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"missing reference statistics {path}: run `python -m core.metrics --write-ref`")
     with np.load(path, allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
 
 
-def main() -> None:
-    """`python -m core.metrics --write-ref` regenerates assets/ref_stats.npz from the shipped classifier."""
+def main(argv: list[str] | None = None) -> None:
+    """`python -m core.metrics --write-ref --model NAME` regenerates assets/NAME_ref_stats.npz from its classifier."""
     import argparse
     import time
 
     from core.checkpoint import load_model
-    from core.pipeline import CLASSIFIER_STEM
+    from core.registry import DEFAULT_MODEL, model_card
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--write-ref", action="store_true")
-    ap.add_argument("--out", type=Path, default=REF_STATS)
-    a = ap.parse_args()
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--out", type=Path, default=None, help="default: the model's ref_stats path in assets/")
+    a = ap.parse_args(argv)
     if a.write_ref:
+        card = model_card(a.model)
+        out = a.out or card.ref_stats_path
         t = time.time()
-        stats = compute_ref_stats(load_model(CLASSIFIER_STEM))
-        np.savez_compressed(a.out, **stats)
-        print(f"wrote {a.out} in {time.time() - t:.1f} s: held-out FID {float(stats['heldout_fid']):.3f}, "
+        stats = compute_ref_stats(load_model(card.stem("classifier")), card.dataset)
+        np.savez_compressed(out, **stats)
+        print(f"wrote {out} in {time.time() - t:.1f} s: held-out FID {float(stats['heldout_fid']):.3f}, "
               f"IS {float(stats['heldout_is']):.3f}, KID {float(stats['heldout_kid']):.5f}")
 
 

@@ -1,40 +1,49 @@
-"""Loading the shipped assets onto the chosen device: the CFG model (batch-invariant), and both classifiers."""
+"""Loading a shipped model by name onto the chosen device: the CFG model (batch-invariant), both classifiers and the
+reference statistics, as the model's card in core.registry describes them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch import Tensor
 
 from core.checkpoint import ASSETS, load_model
-from core.classifier import DigitClassifier
+from core.classifier import ImageClassifier
 from core.device import default_chunk, pick_device
+from core.metrics import classifier_features, load_ref_stats, prepare_ref
+from core.registry import DEFAULT_MODEL, ModelCard, model_card
 from core.unet import FixedBatch
-
-UNET_STEM = ASSETS / "cfg_unet"
-CLASSIFIER_STEM = ASSETS / "digit_classifier"
-NOISY_CLASSIFIER_STEM = ASSETS / "noisy_classifier"
 
 
 @dataclass(frozen=True)
 class Pipeline:
-    """Everything the app, CLI and notebooks sample and measure with."""
+    """Everything the app, CLIs and notebooks sample and measure one model with."""
 
+    card: ModelCard
     model: FixedBatch
-    classifier: DigitClassifier
-    noisy_classifier: DigitClassifier
+    classifier: ImageClassifier
+    noisy_classifier: ImageClassifier
+    ref: dict
     device: torch.device
 
+    def features(self, x: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(features, class probabilities) of images x (N, C, H, W) in [−1, 1] by the model's metric classifier."""
+        return classifier_features(self.classifier, x)
 
-def load_pipeline(device: str = "auto", assets: Path = ASSETS, chunk: int | None = None) -> Pipeline:
-    """Load and sha256-check the shipped weights; chunk defaults to default_chunk(device): 16 on CPU, 256 on CUDA.
 
-    model.enable_compile() then compiles the network for the chunk shape (≈ 80 s cold, ≈ 10 s from the inductor cache
-    here); failure stays eager.
+def load_pipeline(name: str = DEFAULT_MODEL, device: str = "auto", assets: Path = ASSETS,
+                  chunk: int | None = None) -> Pipeline:
+    """Load and sha256-check a shipped model's weights; chunk defaults to default_chunk(device).
+
+    model.enable_compile() (or demo.warmup's ahead-of-time package) then compiles the network for the chunk shape;
+    failure stays eager.
     """
+    card = model_card(name, assets)
     dev = pick_device(device)
-    unet = load_model(assets / UNET_STEM.name, dev)
+    unet = load_model(card.stem(), dev)
     model = FixedBatch(unet, chunk or default_chunk(dev)).eval()
-    cls = load_model(assets / CLASSIFIER_STEM.name, dev)
-    ncls = load_model(assets / NOISY_CLASSIFIER_STEM.name, dev)
-    return Pipeline(model, cls, ncls, dev)
+    cls = load_model(card.stem("classifier"), dev)
+    ncls = load_model(card.stem("noisy_classifier"), dev)
+    return Pipeline(card, model, cls, ncls, prepare_ref(load_ref_stats(card.ref_stats_path)), dev)

@@ -1,7 +1,10 @@
 """Sampling CLI: a labelled same-seed grid, one row per w and one column per seed.
 
-    python -m core.sample --classes 3 --w 0 0.5 1 3 --seeds 0-7 --steps 64 --sampler ancestral \\
+    python -m core.sample --model digits --classes 3 --w 0 0.5 1 3 --seeds 0-7 --steps 64 --sampler ancestral \\
         --out grid.png --npz grid.npz
+
+The npz holds images (uint8: (n_w, n_seeds, H, W) for one channel, (n_w, n_seeds, H, W, 3) for RGB), w, seeds, labels
+and class_names.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.checkpoint import ASSETS
 from core.data import to_uint8
 from core.images import grid_image
 from core.noise import NoiseConfig
@@ -38,7 +42,7 @@ def parse_seeds(items: list[str]) -> list[int]:
     return seeds
 
 
-def broadcast_classes(classes: list[int], n_seeds: int, num_classes: int = 10) -> list[int]:
+def broadcast_classes(classes: list[int], n_seeds: int, num_classes: int) -> list[int]:
     """One class for every seed, or one class per seed."""
     if len(classes) == 1:
         classes = classes * n_seeds
@@ -53,8 +57,11 @@ def broadcast_classes(classes: list[int], n_seeds: int, num_classes: int = 10) -
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     from core.pipeline import load_pipeline
+    from core.registry import DEFAULT_MODEL
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="a shipped model's name (see core.registry)")
+    ap.add_argument("--assets", type=Path, default=ASSETS, help="the folder of model assets")
     ap.add_argument("--classes", type=int, nargs="+", default=[3])
     ap.add_argument("--w", type=float, nargs="+", default=[0, 0.5, 1, 3])
     ap.add_argument("--seeds", nargs="+", default=["0-7"])
@@ -69,18 +76,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--npz", type=Path, default=None)
     a = ap.parse_args(argv)
     seeds = parse_seeds(a.seeds)
-    labels = broadcast_classes(a.classes, len(seeds))
-    pipe = load_pipeline(a.device)
+    pipe = load_pipeline(a.model, a.device, a.assets)
+    labels = broadcast_classes(a.classes, len(seeds), pipe.card.num_classes)
     t = time.perf_counter()
     x = generate(pipe.model, seeds, labels, a.w, a.steps, a.sampler, a.v, NoiseConfig(a.truncation, a.temperature))
     dt = time.perf_counter() - t
-    imgs = to_uint8(x.reshape(-1, *x.shape[2:])).reshape(len(a.w), len(seeds), *x.shape[-2:])
+    u8 = to_uint8(x.reshape(-1, *x.shape[2:]))
+    imgs = u8.reshape(len(a.w), len(seeds), *u8.shape[1:])
     rows = [f"w={w:g} s={1 + w:g}" for w in a.w]
     cols = [f"{s}:{c}" for s, c in zip(seeds, labels)]
     grid_image(imgs, a.scale, rows, cols).save(a.out, format="PNG")
     if a.npz:
         np.savez_compressed(a.npz, images=imgs, w=np.asarray(a.w, np.float64), seeds=np.asarray(seeds, np.int64),
-                            labels=np.asarray(labels, np.int64))
+                            labels=np.asarray(labels, np.int64), class_names=np.asarray(pipe.card.class_names))
     print(f"{len(a.w)}×{len(seeds)} samples, {a.steps} {a.sampler} steps, {dt:.2f} s → {a.out}" + (f", {a.npz}" if a.npz else ""))
 
 

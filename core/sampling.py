@@ -13,31 +13,32 @@ import torch
 from torch import Tensor
 
 from core.diffusion import LOGSNR_MAX, LOGSNR_MIN, diffuse, eps_from_x, logsnr_schedule_cosine, posterior, x_from_eps
-from core.guidance import Denoiser, GuidanceOptions, LogProb, cfg_denoiser, classifier_guided_denoiser
+from core.guidance import CFGDenoiser, Denoiser, GuidanceOptions, LogProb, classifier_guided_denoiser
 from core.noise import NoiseConfig, SeededNoise
 
-MAX_STEPS = 1000
+MAX_STEPS = 256  # the paper's T; the app, the CLIs and sweeps share this limit
 SAMPLERS = ("ddim", "ancestral")
 
 Callback = Callable[[int, Tensor, Tensor, Tensor, "Tensor | None"], None]
 
 
 @lru_cache(maxsize=64)
-def sampling_logsnrs(steps: int) -> tuple[float, ...]:
+def sampling_logsnrs(steps: int, logsnr_min: float = LOGSNR_MIN, logsnr_max: float = LOGSNR_MAX) -> tuple[float, ...]:
     """λ_0 = λ_min < … < λ_T = λ_max on the cosine schedule at u = 1, 1 − 1/T, …, 0 (cached, host floats)."""
     if not (isinstance(steps, int) and 1 <= steps <= MAX_STEPS):
         raise ValueError(f"steps must be an integer in [1, {MAX_STEPS}], got {steps!r}")
     u = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
-    return tuple(float(v) for v in logsnr_schedule_cosine(u, LOGSNR_MIN, LOGSNR_MAX))
+    return tuple(float(v) for v in logsnr_schedule_cosine(u, logsnr_min, logsnr_max))
 
 
 def sample_ancestral(denoiser: Denoiser, z: Tensor, steps: int, noise: SeededNoise, v: float = 0.3,
-                     clip_x: bool = True, callback: Callback | None = None) -> Tensor:
+                     clip_x: bool = True, callback: Callback | None = None,
+                     logsnr_range: tuple[float, float] = (LOGSNR_MIN, LOGSNR_MAX)) -> Tensor:
     """Paper Alg. 2: z_{λ'} ~ N(μ̃(z, x̂), (σ̃²_{λ'|λ})^{1−v} (σ²_{λ|λ'})^v); returns the final x̂ (B, C, H, W)."""
     assert z.dim() == 4 and len(noise) == z.shape[0], (z.shape, len(noise))
     if not (0.0 <= v <= 1.0):
         raise ValueError(f"v must be in [0, 1], got {v}")
-    lams = sampling_logsnrs(steps)
+    lams = sampling_logsnrs(steps, *logsnr_range)
     with torch.inference_mode():
         for i in range(steps):
             lam, lam_next = lams[i], lams[i + 1]
@@ -58,10 +59,11 @@ def sample_ancestral(denoiser: Denoiser, z: Tensor, steps: int, noise: SeededNoi
 
 
 def sample_ddim(denoiser: Denoiser, z: Tensor, steps: int, noise: SeededNoise | None = None,
-                clip_x: bool = True, callback: Callback | None = None) -> Tensor:
+                clip_x: bool = True, callback: Callback | None = None,
+                logsnr_range: tuple[float, float] = (LOGSNR_MIN, LOGSNR_MAX)) -> Tensor:
     """Deterministic DDIM: z_{λ'} = α_{λ'} x̂ + σ_{λ'} ε̂ (Song et al. 2021, η = 0); returns the final x̂."""
     assert z.dim() == 4, z.shape
-    lams = sampling_logsnrs(steps)
+    lams = sampling_logsnrs(steps, *logsnr_range)
     with torch.inference_mode():
         for i in range(steps):
             lam, lam_next = lams[i], lams[i + 1]
@@ -81,14 +83,15 @@ def sample_ddim(denoiser: Denoiser, z: Tensor, steps: int, noise: SeededNoise | 
 
 
 def run_sampler(name: str, denoiser: Denoiser, noise: SeededNoise, steps: int, v: float = 0.3,
-                clip_x: bool = True, callback: Callback | None = None) -> Tensor:
+                clip_x: bool = True, callback: Callback | None = None,
+                logsnr_range: tuple[float, float] = (LOGSNR_MIN, LOGSNR_MAX)) -> Tensor:
     """Dispatch on the sampler's name, starting from the seeded initial noise."""
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
     z = noise.initial()
     if name == "ddim":
-        return sample_ddim(denoiser, z, steps, noise, clip_x, callback)
-    return sample_ancestral(denoiser, z, steps, noise, v, clip_x, callback)
+        return sample_ddim(denoiser, z, steps, noise, clip_x, callback, logsnr_range)
+    return sample_ancestral(denoiser, z, steps, noise, v, clip_x, callback, logsnr_range)
 
 
 def _grid_inputs(model, seeds: list[int], labels: list[int], ws: list[float],
@@ -111,8 +114,11 @@ def generate(model, seeds: list[int], labels: list[int], ws: list[float], steps:
     Sample (j, i) depends only on seeds[i], labels[i] and ws[j]: all rows share the seeds' noise streams.
     """
     noise, c, w = _grid_inputs(model, seeds, labels, ws, noise_cfg)
-    den = cfg_denoiser(model, c, w, model.cfg.null_label, opts, tiles=len(ws))
-    x = run_sampler(sampler, den, noise, steps, v, clip_x, callback)
+    # Every w row starts from the same seeds' initial noise (SeededNoise draws it once and tiles it), so the first
+    # step's network pass runs on one copy of the rows and is tiled: bitwise the same, 1/n_w of that step's rows.
+    assert noise.tiles == len(ws) and len(noise) == c.shape[0], (noise.tiles, len(ws))
+    den = CFGDenoiser(model, c, w, model.cfg.null_label, opts, first_step_tiles=noise.tiles)
+    x = run_sampler(sampler, den, noise, steps, v, clip_x, callback, model.cfg.logsnr_range)
     return x.reshape(len(ws), len(seeds), *x.shape[1:])
 
 
@@ -122,7 +128,7 @@ def generate_classifier_guided(model, log_prob: LogProb, seeds: list[int], label
     """Classifier guidance (paper Eq. 4) on a same-seed grid: images (n_w, n_seeds, C, H, W); guide_uncond guides ε(z)."""
     noise, c, w = _grid_inputs(model, seeds, labels, ws, noise_cfg)
     den = classifier_guided_denoiser(model, log_prob, c, w, model.cfg.null_label, guide_uncond=guide_uncond)
-    x = run_sampler(sampler, den, noise, steps, v)
+    x = run_sampler(sampler, den, noise, steps, v, logsnr_range=model.cfg.logsnr_range)
     return x.reshape(len(ws), len(seeds), *x.shape[1:])
 
 

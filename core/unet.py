@@ -195,13 +195,14 @@ class FixedBatch(nn.Module):
                 fn(z, torch.zeros(self.chunk, device=p.device), torch.zeros(self.chunk, dtype=torch.long, device=p.device))
         except Exception as e:  # no C++ compiler, unsupported platform, …: stay eager
             return f"eager ({type(e).__name__}: {str(e)[:120]})"
-        self.cuda_graphs = mode is not None and "reduce-overhead" in mode and p.device.type == "cuda"
-        if swap_lock is None:
-            self.compiled = fn
-        else:
-            with swap_lock:
-                self.compiled = fn
+        self.use_compiled(fn, swap_lock, cuda_graphs=mode is not None and "reduce-overhead" in mode and p.device.type == "cuda")
         return "compiled"
+
+    def use_compiled(self, fn, swap_lock=None, cuda_graphs: bool = False) -> None:
+        """Run the chunks through fn (a compiled inner model: torch.compile's or an AOTInductor package's), swapping it
+        in under swap_lock when given."""
+        with swap_lock if swap_lock is not None else contextlib.nullcontext():
+            self.compiled, self.cuda_graphs = fn, cuda_graphs
 
     def forward(self, z: Tensor, logsnr: Tensor, c: Tensor) -> Tensor:
         b, k = z.shape[0], self.chunk

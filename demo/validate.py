@@ -5,8 +5,9 @@ import math
 
 import gradio as gr
 
+from core.sampling import MAX_STEPS, SAMPLERS
+
 W_MIN, W_MAX = -1.0, 20.0
-MAX_STEPS = 256
 MAX_SEEDS = 64
 MAX_W_VALUES = 16
 MAX_GRID_SAMPLES = 512  # memory cap: n_w × n_seeds per request (≈ 60 MB of activations per chunk set on CPU)
@@ -47,7 +48,7 @@ def check_int(value, name: str, lo: int, hi: int) -> int:
 
 
 def check_steps(value) -> int:
-    """Sampling steps T in [1, 256] (the paper uses T = 256)."""
+    """Sampling steps T in [1, MAX_STEPS] (the paper uses T = 256)."""
     return check_int(value, "steps", 1, MAX_STEPS)
 
 
@@ -56,9 +57,16 @@ def check_seed(value) -> int:
     return check_int(value, "seed", 0, SEED_MAX)
 
 
-def check_class(value) -> int:
-    """A digit class 0..9."""
-    return check_int(value, "class", 0, 9)
+def check_class(value, num_classes: int) -> int:
+    """A class 0..K−1 of the selected model."""
+    return check_int(value, "class", 0, num_classes - 1)
+
+
+def check_model(value, names: list[str]) -> str:
+    """The name of a shipped model."""
+    if value not in names:
+        raise gr.Error(f"unknown model {value!r}: choose one of {', '.join(names)}")
+    return value
 
 
 def check_n_seeds(value) -> int:
@@ -67,9 +75,9 @@ def check_n_seeds(value) -> int:
 
 
 def check_sampler(value) -> str:
-    """'ddim' or 'ancestral'."""
-    if value not in ("ddim", "ancestral"):
-        raise gr.Error(f"unknown sampler {value!r}: choose 'ddim' or 'ancestral'")
+    """One of core.sampling.SAMPLERS."""
+    if value not in SAMPLERS:
+        raise gr.Error(f"unknown sampler {value!r}: choose {' or '.join(repr(s) for s in SAMPLERS)}")
     return value
 
 

@@ -28,7 +28,7 @@ import torch
 
 from core.data import to_uint8
 from core.diffusion import alpha_sigma
-from core.guidance import GuidanceOptions, cfg_denoiser, implicit_classifier_grad
+from core.guidance import CFGDenoiser, GuidanceOptions, implicit_classifier_grad
 from core.noise import SeededNoise
 from core.pipeline import load_pipeline
 from core.sampling import generate
@@ -77,7 +77,7 @@ assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]), "the tiny model's los
 z = SeededNoise([0, 1, 2, 3], (1, 28, 28)).initial() * 0.8
 labels = torch.tensor([1, 4, 7, 9])
 lam, w = 0.5, 2.0
-out = cfg_denoiser(pipe.model, labels, torch.full((4,), w), pipe.model.cfg.null_label, GuidanceOptions(always_uncond=True))(z, lam)
+out = CFGDenoiser(pipe.model, labels, torch.full((4,), w), pipe.model.cfg.null_label, GuidanceOptions(always_uncond=True))(z, lam)
 sigma = alpha_sigma(torch.tensor(lam, dtype=torch.float64))[1].item()
 cg = out.eps_cond - w * sigma * implicit_classifier_grad(out.eps_cond, out.eps_uncond, lam)
 print("max |CFG − classifier guidance with p^i| =", (cg - out.eps).abs().max().item())

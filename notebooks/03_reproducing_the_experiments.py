@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 
 from core.pipeline import load_pipeline
 from core.sampling import generate_with_raw_x
-from core.sweep import SweepPoint, sweep_stream
+from core.sweep import SweepConfig, SweepPoint, sweep_stream
 
 SMALL = os.environ.get("SMALL", "0") == "1"
 N = 20 if SMALL else 500
@@ -42,9 +42,10 @@ PAPER = {0: (1.80, 53.71), 0.1: (1.55, 66.11), 0.2: (2.04, 78.91), 0.3: (3.03, 9
 
 # %%
 last = None
-for upd in sweep_stream(pipe.model, pipe.classifier, [SweepPoint(w) for w in WS], N, STEPS, "ddim", batch=100):
+cfg = SweepConfig(tuple(SweepPoint(w) for w in WS), N, STEPS, "ddim", batch=100)
+for upd in sweep_stream(pipe.model, pipe.features, pipe.ref, cfg):
     last = upd
-rows = last.rows(STEPS, "ddim")
+rows = last.rows()
 print(f"{'w':>5} {'FID':>8} {'IS':>7}   | paper ImageNet 64×64: FID, IS")
 for r in rows:
     p = PAPER.get(r["w"])
@@ -55,7 +56,7 @@ assert rows[-1]["IS"] > rows[0]["IS"], "IS should rise from w = 0 to the largest
 # ## The trade-off: ours (live and the shipped N = 2,000 sweep) next to the paper's
 
 # %%
-with open(os.path.join("..", "assets", "big_sweep.csv")) as f:
+with open(pipe.card.sweep_path("ancestral", 64)) as f:
     big = [r for r in csv.DictReader(f) if not r["truncation"] and float(r["temperature"]) == 1.0]
 big_fid = [float(r["FID"]) for r in big]
 assert big_fid == sorted(big_fid), "in the N = 2000 sweep FID rises with w, with no dip at small w"

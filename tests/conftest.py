@@ -19,7 +19,7 @@ os.environ["GRADIO_EXAMPLES_CACHE"] = str(EXAMPLES_CACHE)
 def pipeline():
     from core.pipeline import load_pipeline
 
-    return load_pipeline("cpu")
+    return load_pipeline("digits", "cpu")
 
 
 @pytest.fixture(scope="session")
@@ -45,21 +45,36 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url():
+def rt():
+    """A runtime for calling handlers directly (eager: no warm-up, so nothing swaps under a test)."""
+    from demo.runtime import Runtime
+
+    return Runtime(device="cpu", compile=False)
+
+
+@pytest.fixture(scope="session")
+def app_runtime():
+    """The runtime of the launched app (its models, locks, warm-ups and running curves)."""
+    from demo.runtime import Runtime
+
+    return Runtime()
+
+
+@pytest.fixture(scope="session")
+def app_url(app_runtime):
     """The real app, launched on 127.0.0.1 for the whole session."""
     from demo.ui import build_demo, launch_kwargs
 
-    demo = build_demo()
+    demo = build_demo(app_runtime)
     kw = launch_kwargs()
     kw.update(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
     demo.launch(**kw)
-    from demo.handlers import wait_warm
-
-    # The eager → compiled swap cannot happen during a test: the first test that uses the app waits here until the
-    # compile warm-up has finished (however long a cold inductor cache takes; pytest-timeout bounds it), and before
-    # that no warm-up runs, since only build_demo starts it. Every test therefore sees one model throughout.
-    state = wait_warm(timeout=None)
-    assert state == "compiled" or state.startswith("eager"), state
+    # The eager → compiled swap cannot happen during a test: the first test that uses the app waits here until every
+    # model's warm-up has finished (however long a cold cache takes; pytest-timeout bounds it). The warm-ups start in
+    # build_demo, and the handler tests use their own eager runtime. Every test therefore sees one model throughout.
+    for name in app_runtime.names:
+        state = app_runtime.slot(name).warmup.wait()
+        assert state.startswith("compiled") or state.startswith("eager"), state
     yield demo.local_url.rstrip("/")
     demo.close()
 

@@ -18,8 +18,21 @@ def test_every_api_name_is_public(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     expected = {"/guidance_grid", "/slider_row", "/s_of_w", "/scrub_strip", "/inside_step", "/inside_step_slider", "/step_range",
                 "/trajectory_animation", "/truncation_compare", "/live_tradeoff", "/classifier_vs_cfg", "/saturation_lab",
-                "/live_curves"}
+                "/live_curves", "/model_card", "/precomputed_tradeoff", "/initial_curves"}
     assert expected <= names
+
+
+def test_model_selector_through_the_api(client):
+    """Every endpoint takes the model's name as its last input, defaulting to the default model."""
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    for name in ("/guidance_grid", "/slider_row", "/scrub_strip", "/inside_step", "/trajectory_animation",
+                 "/truncation_compare", "/live_tradeoff", "/classifier_vs_cfg", "/saturation_lab", "/live_curves"):
+        last = api[name]["parameters"][-1]
+        assert last["parameter_name"] == "model" and last["parameter_default"] == "digits", (name, last)
+    assert "MNIST digits" in client.predict("digits", api_name="/model_card")
+    a, info_a = client.predict(1.0, 3, 0, "ddim", 3, api_name="/slider_row")
+    b, info_b = client.predict(1.0, 3, 0, "ddim", 3, "digits", api_name="/slider_row")
+    assert "NFE 6" in info_a and "NFE 6" in info_b
 
 
 def test_call_every_endpoint(client, app_url):
@@ -74,6 +87,8 @@ BAD = [
     ("/slider_row", (1, 3.5, 0, "ddim", 3), "class must be a whole number, got 3.5"),
     ("/slider_row", (1, "seven", 0, "ddim", 3), "class must be a number, got 'seven'"),
     ("/slider_row", (1, 3, 0, "no-such-sampler", 3), "unknown sampler 'no-such-sampler'"),
+    ("/slider_row", (1, 3, 0, "ddim", 3, "emoji"), "unknown model 'emoji': choose one of digits"),
+    ("/model_card", ("../digits",), "unknown model '../digits'"),
     ("/s_of_w", ("abc",), "w must be a number"),
     ("/step_range", (0,), "steps must be between 1 and 256"),
     ("/guidance_grid", ("single class", 3, "0, 1", 0, 0, "ddim", 0.3, 3), "number of seeds must be between 1 and 64, got 0"),
@@ -126,7 +141,7 @@ def test_user_paths_are_not_served(app_url):
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    status, body = _get(f"{app_url}/gradio_api/file={root / 'assets' / 'big_sweep.csv'}")
+    status, body = _get(f"{app_url}/gradio_api/file={root / 'assets' / 'digits_sweep_ancestral_T64.csv'}")
     assert status == 200 and body.startswith(b"label,w,s,")  # the one allowed folder
     for path in ("/etc/passwd", str(root / "core" / "unet.py"), "core/unet.py", str(root / "app.py"),
                  f"{root / 'assets'}/../core/unet.py", f"{root / 'assets'}/..%2Fcore%2Funet.py", "assets/../app.py"):

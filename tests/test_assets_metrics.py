@@ -1,4 +1,4 @@
-"""Shipped weights, metrics against scipy / analytic references, the CLIs and the streaming sweep (issue #3)."""
+"""Shipped weights, metrics against scipy / analytic references, training and the streaming sweep (issue #3)."""
 import json
 import shutil
 
@@ -6,16 +6,15 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from PIL import Image
 
 from core.checkpoint import ASSETS, WeightsError, load_model, sha256_file
 from core.metrics import (classifier_features, feature_stats, frechet_distance, inception_score, InceptionFeatures,
                           kernel_inception_distance, load_ref_stats)
 from core.sampling import generate
-from core.sweep import SweepPoint, chunk_aligned_size, sweep_stream
+from core.sweep import SweepConfig, SweepPoint, chunk_aligned_size, sweep_stream
 
 
-@pytest.mark.parametrize("stem", ["cfg_unet", "digit_classifier", "noisy_classifier"])
+@pytest.mark.parametrize("stem", ["digits", "digits_classifier", "digits_noisy_classifier"])
 def test_shipped_weights_match_recorded_sha256(stem):
     meta = json.loads((ASSETS / f"{stem}.json").read_text())
     assert sha256_file(ASSETS / f"{stem}.safetensors") == meta["sha256"]
@@ -23,7 +22,7 @@ def test_shipped_weights_match_recorded_sha256(stem):
 
 def test_corrupt_or_missing_weights_fail_clearly(tmp_path):
     for ext in ("json", "safetensors"):
-        shutil.copy(ASSETS / f"digit_classifier.{ext}", tmp_path / f"m.{ext}")
+        shutil.copy(ASSETS / f"digits_classifier.{ext}", tmp_path / f"m.{ext}")
     assert load_model(tmp_path / "m") is not None
     data = (tmp_path / "m.safetensors").read_bytes()
     (tmp_path / "m.safetensors").write_bytes(data[: len(data) // 2])  # truncated
@@ -36,7 +35,7 @@ def test_corrupt_or_missing_weights_fail_clearly(tmp_path):
         load_model(tmp_path / "absent")
 
 
-def _copy_model(tmp_path, stem="digit_classifier"):
+def _copy_model(tmp_path, stem="digits_classifier"):
     for ext in ("json", "safetensors"):
         shutil.copy(ASSETS / f"{stem}.{ext}", tmp_path / f"m.{ext}")
     return tmp_path / "m"
@@ -109,7 +108,7 @@ def test_shipped_classifiers_heldout_accuracy_measured(pipeline):
     assert acc >= 0.97, acc
     assert noisy[4.0] >= 0.97 and noisy[0.0] >= 0.9 and noisy[-4.0] > 0.2, noisy  # chance is 0.1
     assert noisy[4.0] > noisy[0.0] > noisy[-4.0], noisy
-    recorded = json.loads((ASSETS / "digit_classifier.json").read_text())["heldout_accuracy"]
+    recorded = json.loads((ASSETS / "digits_classifier.json").read_text())["heldout_accuracy"]
     assert acc == pytest.approx(recorded, abs=0.005)  # the README's figure is the one measured here
 
 
@@ -147,8 +146,8 @@ def test_reference_stats_regenerate_identically(pipeline):
     pytest.importorskip("mlxtend")
     from core.metrics import compute_ref_stats
 
-    fresh = compute_ref_stats(pipeline.classifier)
-    shipped = load_ref_stats()
+    fresh = compute_ref_stats(pipeline.classifier, pipeline.card.dataset)
+    shipped = load_ref_stats(pipeline.card.ref_stats_path)
     np.testing.assert_allclose(fresh["mu"], shipped["mu"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(fresh["sigma"], shipped["sigma"], rtol=1e-4, atol=1e-5)
     assert float(fresh["heldout_fid"]) == pytest.approx(float(shipped["heldout_fid"]), rel=1e-4)
@@ -161,7 +160,7 @@ def test_inception_path_without_weights_is_a_clear_error(tmp_path):
 
 def test_streaming_sweep_grows_and_stops(pipeline):
     pts = [SweepPoint(0.0), SweepPoint(2.0)]
-    stream = sweep_stream(pipeline.model, pipeline.classifier, pts, n=30, steps=4, batch=10, first_batch=10)
+    stream = sweep_stream(pipeline.model, pipeline.features, pipeline.ref, SweepConfig(tuple(pts), 30, 4, batch=10))
     ns = []
     for upd in stream:
         ns.append([r.n for r in upd.results])
@@ -169,7 +168,7 @@ def test_streaming_sweep_grows_and_stops(pipeline):
             break
     stream.close()
     assert ns == [[10, 10], [20, 20]]
-    full = list(sweep_stream(pipeline.model, pipeline.classifier, pts, n=30, steps=4, batch=10))
+    full = list(sweep_stream(pipeline.model, pipeline.features, pipeline.ref, SweepConfig(tuple(pts), 30, 4, batch=10)))
     assert [u.done for u in full] == [10, 20, 30]
     assert all(np.isfinite(r.fid) and r.is_mean >= 1.0 for r in full[-1].results)
 
@@ -181,12 +180,13 @@ def test_lazy_metrics_equal_eager(pipeline):
     def metrics(rows):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
-    eager = [metrics(u.rows(3, "ddim")) for u in sweep_stream(pipeline.model, pipeline.classifier, pts, **kw)]
-    stream = sweep_stream(pipeline.model, pipeline.classifier, pts, lazy_metrics=True, **kw)
+    eager = [metrics(u.rows()) for u in sweep_stream(pipeline.model, pipeline.features, pipeline.ref,
+                                                      SweepConfig(tuple(pts), **kw))]
+    stream = sweep_stream(pipeline.model, pipeline.features, pipeline.ref, SweepConfig(tuple(pts), lazy_metrics=True, **kw))
     first = next(stream)
     assert all(np.isnan(r.fid) for r in first.results)  # nothing computed on the sampling side
-    assert metrics(first.rows(3, "ddim")) == eager[0]
-    rest = [metrics(u.rows(3, "ddim")) for u in stream]
+    assert metrics(first.rows()) == eager[0]
+    rest = [metrics(u.rows()) for u in stream]
     assert rest[-1] == eager[-1] and [r["N"] for r in rest[-1]] == [12, 12]
 
 

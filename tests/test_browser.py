@@ -21,6 +21,13 @@ def test_generate_grid_in_a_real_browser(app_url):
             "--disable-component-update", "--disable-sync", "--disable-quic"])
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.goto(app_url, timeout=60_000)
+        # The model selector: every tab follows it; its card names the data and the licence.
+        expect(page.locator("#model-select")).to_be_visible(timeout=30_000)
+        expect(page.locator("#model-select input")).to_have_value("digits")
+        expect(page.locator("#model-card")).to_contain_text("MNIST digits")
+        page.locator("#model-select input").click()
+        page.get_by_role("option", name="digits").click()
+        expect(page.locator("#model-card")).to_contain_text("Licence")
         page.get_by_role("tab", name="Guidance sweep").click()
         page.locator("#generate-grid").click()
         img = page.locator("#grid-image img")

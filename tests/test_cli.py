@@ -14,7 +14,7 @@ from core.data import load_split, to_uint8
 from core.metrics import InceptionFeatures, feature_stats
 from core.noise import NoiseConfig
 from core.sampling import generate
-from core.sweep import CSV_FIELDS, SweepPoint, sweep_stream
+from core.sweep import CSV_FIELDS, SweepConfig, SweepPoint, sweep_stream
 
 METRICS = ["FID", "IS", "IS_std", "KID", "KID_std"]
 
@@ -64,7 +64,8 @@ def test_sweep_cli_writes_csv(tmp_path, pipeline):
           "--batch", "10", "--out", str(out), "--device", "cpu"])
     assert out.read_text().splitlines()[0].split(",") == CSV_FIELDS
     points = [SweepPoint(0.0), SweepPoint(1.0), SweepPoint(0.0, NoiseConfig(truncation=0.5))]
-    *_, last = sweep_stream(pipeline.model, pipeline.classifier, points, 10, 3, "ancestral", 0.5, 10, first_batch=None)
+    cfg = SweepConfig(tuple(points), 10, 3, "ancestral", 0.5, 10, first_batch=None)
+    *_, last = sweep_stream(pipeline.model, pipeline.features, pipeline.ref, cfg)
     assert_rows_match(read_rows(out), last.results, 3, "ancestral")
 
 
@@ -119,6 +120,6 @@ def test_sweep_cli_with_inception_uses_its_features(tmp_path, pipeline, fake_inc
     f_real, _ = feats(load_split("train")[0])
     mu, sigma = feature_stats(f_real)
     ref = {"mu": mu, "sigma": sigma, "features": f_real}
-    *_, last = sweep_stream(pipeline.model, pipeline.classifier, [SweepPoint(0.0), SweepPoint(2.0)], 10, 3, "ddim",
-                            batch=10, first_batch=None, ref=ref, features=feats)
+    cfg = SweepConfig((SweepPoint(0.0), SweepPoint(2.0)), 10, 3, "ddim", batch=10, first_batch=None)
+    *_, last = sweep_stream(pipeline.model, feats, ref, cfg)
     assert_rows_match(read_rows(out), last.results, 3, "ddim")

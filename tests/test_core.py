@@ -6,7 +6,7 @@ import torch
 
 from core.diffusion import (LOGSNR_MAX, LOGSNR_MIN, alpha_sigma, diffuse, eps_from_x, logsnr_schedule_cosine,
                             posterior, u_from_logsnr, x_from_eps)
-from core.guidance import (EpsOut, GuidanceOptions, cfg_combine, cfg_denoiser, classifier_grad,
+from core.guidance import (EpsOut, GuidanceOptions, cfg_combine, CFGDenoiser, classifier_grad,
                            classifier_guided_denoiser, dynamic_threshold_x, implicit_classifier_grad, rescale_x)
 from core.noise import NoiseConfig, SeededNoise, truncated_normal
 from core.sampling import generate, run_sampler, sample_ancestral, sample_ddim, sampling_logsnrs
@@ -105,7 +105,7 @@ def test_batched_cfg_equals_two_call_formula(tiny_unet):
     z = torch.randn(5, 1, 28, 28, generator=g)
     c = torch.tensor([0, 3, 3, 9, 1])
     w = torch.tensor([0.0, 0.5, 1.0, 3.0, -1.0])
-    out = cfg_denoiser(tiny_unet, c, w, tiny_unet.cfg.null_label)(z, 0.7)
+    out = CFGDenoiser(tiny_unet, c, w, tiny_unet.cfg.null_label)(z, 0.7)
     lam = torch.full((5,), 0.7)
     with torch.no_grad():
         m_c = tiny_unet(z, lam, c)
@@ -119,12 +119,12 @@ def test_batched_cfg_equals_two_call_formula(tiny_unet):
 def test_w_zero_makes_no_uncond_call(tiny_unet):
     m = CountingModel(tiny_unet)
     noise = SeededNoise([0, 1, 2], (1, 28, 28))
-    den = cfg_denoiser(m, torch.tensor([1, 2, 3]), torch.zeros(3), m.cfg.null_label)
+    den = CFGDenoiser(m, torch.tensor([1, 2, 3]), torch.zeros(3), m.cfg.null_label)
     run_sampler("ddim", den, noise, 4)
     assert len(m.calls) == 4
     assert all(c.shape == (3,) and (c != m.cfg.null_label).all() for c in m.calls)
     m.calls.clear()
-    den = cfg_denoiser(m, torch.tensor([1, 2, 3]), torch.tensor([0.0, 1.0, 0.0]), m.cfg.null_label)
+    den = CFGDenoiser(m, torch.tensor([1, 2, 3]), torch.tensor([0.0, 1.0, 0.0]), m.cfg.null_label)
     run_sampler("ddim", den, noise, 4)
     # Only the guided row gets an uncond pass.
     assert len(m.calls) == 4 and all(c.shape == (4,) and c[3] == m.cfg.null_label for c in m.calls)
@@ -132,7 +132,7 @@ def test_w_zero_makes_no_uncond_call(tiny_unet):
 
 def test_guidance_interval_skips_uncond_outside(tiny_unet):
     m = CountingModel(tiny_unet)
-    den = cfg_denoiser(m, torch.tensor([1]), torch.tensor([2.0]), m.cfg.null_label, GuidanceOptions(interval=(-2.0, 2.0)))
+    den = CFGDenoiser(m, torch.tensor([1]), torch.tensor([2.0]), m.cfg.null_label, GuidanceOptions(interval=(-2.0, 2.0)))
     run_sampler("ddim", den, SeededNoise([0], (1, 28, 28)), 16)
     lams = sampling_logsnrs(16)[:16]
     expect = [2 if -2 <= l <= 2 else 1 for l in lams]
@@ -159,11 +159,11 @@ def test_tiled_grid_runs_the_shared_first_step_once(tiny_unet):
     assert [c.shape[0] for c in model.calls] == [4] + [10] * 4
     noise = SeededNoise(seeds, (1, 28, 28)).repeat(3)
     c, w = torch.tensor(labels * 3), torch.tensor(ws).repeat_interleave(2)
-    untiled = run_sampler("ancestral", cfg_denoiser(model, c, w, model.cfg.null_label), noise, 5)
+    untiled = run_sampler("ancestral", CFGDenoiser(model, c, w, model.cfg.null_label), noise, 5)
     assert torch.equal(x.reshape(untiled.shape), untiled)
     # Labels that do not tile like the seeds are refused.
-    with pytest.raises(AssertionError, match="tiled"):
-        cfg_denoiser(model, torch.tensor([1, 2, 3, 4]), torch.zeros(4), 10, tiles=2)
+    with pytest.raises(AssertionError, match="tiled like the seeds"):
+        CFGDenoiser(model, torch.tensor([1, 2, 3, 4]), torch.zeros(4), 10, first_step_tiles=2)
 
 
 @pytest.mark.parametrize("cfg", [NoiseConfig(), NoiseConfig(truncation=0.5, temperature=0.8, step_temperature=0.7)])
@@ -277,7 +277,7 @@ def test_stand_in_model_eps_depends_on_label_w_and_z(tiny_unet):
         assert (e1 - tiny_unet(z, torch.full((2,), 0.5), torch.tensor([7, 7]))).abs().max() > 1e-4
         assert (e1 - tiny_unet(z, torch.full((2,), -3.0), c)).abs().max() > 1e-4
         assert (e1[0] - e1[1]).abs().max() > 1e-4  # different z, same label and λ
-    den = [cfg_denoiser(tiny_unet, c, torch.full((2,), w), tiny_unet.cfg.null_label)(z, 0.5).eps for w in (0.0, 2.0)]
+    den = [CFGDenoiser(tiny_unet, c, torch.full((2,), w), tiny_unet.cfg.null_label)(z, 0.5).eps for w in (0.0, 2.0)]
     assert (den[0] - den[1]).abs().max() > 1e-4
 
 
@@ -317,4 +317,4 @@ def test_bad_inputs_raise_clear_errors(tiny_unet):
     with pytest.raises(ValueError, match="unknown sampler"):
         run_sampler("euler", None, SeededNoise([0], (1, 28, 28)), 4)
     with pytest.raises(ValueError, match="finite"):
-        cfg_denoiser(tiny_unet, torch.tensor([1]), torch.tensor([float("nan")]), 10)
+        CFGDenoiser(tiny_unet, torch.tensor([1]), torch.tensor([float("nan")]), 10)

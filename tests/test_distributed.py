@@ -26,14 +26,14 @@ def _worker(rank: int, world: int, init_file: str, out: str) -> None:
     import torch.distributed as dist
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from core.distributed import sharded_sweep
     from core.pipeline import load_pipeline
-    from core.sweep import SweepPoint
+    from core.sweep import SweepConfig, SweepPoint, sharded_sweep
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    pipe = load_pipeline("cpu")
-    res = sharded_sweep(pipe.model, pipe.classifier, [SweepPoint(0.0), SweepPoint(2.0)], 9, 3, "ancestral", batch=4)
+    pipe = load_pipeline("digits", "cpu")
+    cfg = SweepConfig((SweepPoint(0.0), SweepPoint(2.0)), 9, 3, "ancestral", batch=4)
+    res = sharded_sweep(pipe.model, pipe.features, pipe.ref, cfg)
     if rank == 0:
         with open(out, "w") as f:
             json.dump([{"fid": r.fid, "is": r.is_mean, "kid": r.kid, "n": r.n} for r in res], f)
@@ -42,13 +42,13 @@ def _worker(rank: int, world: int, init_file: str, out: str) -> None:
 
 @pytest.mark.timeout(300)
 def test_two_gloo_ranks_match_single_process(tmp_path, pipeline):
-    from core.sweep import SweepPoint, sweep_stream
+    from core.sweep import SweepConfig, SweepPoint, sweep_stream
 
     out = tmp_path / "res.json"
     mp.start_processes(_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True, start_method="spawn")
     sharded = json.loads(out.read_text())
-    *_, single = sweep_stream(pipeline.model, pipeline.classifier, [SweepPoint(0.0), SweepPoint(2.0)], 9, 3, "ancestral",
-                              batch=4, first_batch=None)
+    cfg = SweepConfig((SweepPoint(0.0), SweepPoint(2.0)), 9, 3, "ancestral", batch=4, first_batch=None)
+    *_, single = sweep_stream(pipeline.model, pipeline.features, pipeline.ref, cfg)
     for s, r in zip(sharded, single.results):
         assert s["n"] == r.n == 9
         assert s["fid"] == pytest.approx(r.fid, rel=1e-6)

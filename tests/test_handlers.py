@@ -11,20 +11,21 @@ def _arr(img):
     return np.asarray(img.convert("L"))
 
 
-def test_guidance_grid_shape_and_same_seed_rows():
-    img, info = H.guidance_grid("single class", 3, "0, 1", 2, 0, "ddim", 0.3, 4)
+def test_guidance_grid_shape_and_same_seed_rows(rt):
+    img, info = H.guidance_grid(rt, "single class", 3, "0, 1", 2, 0, "ddim", 0.3, 4)
     a = _arr(img)
     assert a.shape[1] > 2 * 28 * 3 and a.shape[0] >= 2 * 28 * 3 and a.std() > 20
     assert "NFE 8" in info and "4 samples" in info
     # The row of seed 1 at w = 1 equals the single-sample run at w = 1 for seed 1.
-    x_grid = H._sample([0, 1], [3, 3], [0.0, 1.0], 4, "ddim")
-    x_one = H._sample([1], [3], [1.0], 4, "ddim")
+    x_grid = H._sample(rt.slot('digits'), [0, 1], [3, 3], [0.0, 1.0], 4, "ddim")
+    x_one = H._sample(rt.slot('digits'), [1], [3], [1.0], 4, "ddim")
     assert torch.equal(x_grid[1, 1], x_one[0, 0])
 
 
-def test_random_classes_mode_depends_only_on_seed():
-    assert H.class_labels("random classes", 0, [5, 6])[0] == H.class_labels("random classes", 0, [9, 5])[1]
-    assert H.class_labels("single class", 4, [1, 2, 3]) == [4, 4, 4]
+def test_random_classes_mode_depends_only_on_seed(rt):
+    card = rt.card("digits")
+    assert H.class_labels("random classes", 0, [5, 6], card)[0] == H.class_labels("random classes", 0, [9, 5], card)[1]
+    assert H.class_labels("single class", 4, [1, 2, 3], card) == [4, 4, 4]
 
 
 def _sprite_sheet(html: str) -> np.ndarray:
@@ -38,12 +39,12 @@ def _sprite_sheet(html: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("L"))
 
 
-def test_scrub_strip_frame_equals_the_slider_row():
+def test_scrub_strip_frame_equals_the_slider_row(rt):
     """The browser-side strip shows, at w = 1, exactly the pixels the slider's server call returns for w = 1."""
-    img, info = H.slider_row(1.0, 3, 0, "ddim", 3)
+    img, info = H.slider_row(rt, 1.0, 3, 0, "ddim", 3)
     assert "s = 1+w = 2" in info
     row = _arr(img)
-    html, sinfo = H.scrub_strip(3, 0, "ddim", 3, progress=lambda *a, **k: None)
+    html, sinfo = H.scrub_strip(rt, 3, 0, "ddim", 3, progress=lambda *a, **k: None)
     assert "scrub strip ready" in sinfo
     sheet = _sprite_sheet(html)
     cell_h = 28 * 3 + 2
@@ -54,36 +55,36 @@ def test_scrub_strip_frame_equals_the_slider_row():
     assert not np.array_equal(sheet[j0 * cell_h: j0 * cell_h + row.shape[0]], row)  # w changes the frame
 
 
-def test_inside_step_shows_six_panels_and_the_extrapolation():
-    img, fig, info = H.inside_step(4, 0, 2.0, 6, "ddim", 3)
+def test_inside_step_shows_six_panels_and_the_extrapolation(rt):
+    img, fig, info = H.inside_step(rt, 4, 0, 2.0, 6, "ddim", 3)
     assert _arr(img).shape[1] >= 6 * 28 * 5
     assert "λ =" in info and "σ_λ" in info
     names = [t.name for t in fig.data if t.name]
     assert any("ε̃" in n for n in names) and any("ε(z,c)" in n for n in names)
 
 
-def test_trajectory_animation_frames_end_on_the_sample():
+def test_trajectory_animation_frames_end_on_the_sample(rt):
     from PIL import Image, ImageSequence
 
     from core.images import grid_image
 
     ws, steps = [0.0, 3.0], 6
-    path, info = H.trajectory_animation(1, 0, "0, 3", steps, "ddim")
+    path, info = H.trajectory_animation(rt, 1, 0, "0, 3", steps, "ddim")
     im = Image.open(path)
     assert im.format == "WEBP"
     frames = [np.asarray(f.convert("L")) for f in ImageSequence.Iterator(im)]
     # x̂ at each of the T steps; the sample (= the last step's clipped x̂) and its hold frames are identical to the
     # last one, and WebP stores identical consecutive frames once.
     assert len(frames) == steps
-    x = H._sample([0], [1], ws, steps, "ddim")
+    x = H._sample(rt.slot('digits'), [0], [1], ws, steps, "ddim")
     sample = np.asarray(grid_image(H._u8(x)[:, 0][None], 4, col_labels=[H._w_label(w) for w in ws]))
     assert np.array_equal(frames[-1], sample)
     assert not np.array_equal(frames[0], sample)  # the first frame is the noisy start
 
 
-def test_truncation_rows_differ_from_each_other():
+def test_truncation_rows_differ_from_each_other(rt):
     thr, n = [2.0, 1.0, 0.5, 0.04], 3
-    img, info = H.truncation_compare(2, 0, n, ", ".join(map(str, thr)), 0.6, "1", 6, "ddim")
+    img, info = H.truncation_compare(rt, 2, 0, n, ", ".join(map(str, thr)), 0.6, "1", 6, "ddim")
     a = _arr(img)
     cell = 28 * 3 + 2
     tiles = a[:, -(n * cell + 2):]  # drop the row labels
@@ -94,8 +95,8 @@ def test_truncation_rows_differ_from_each_other():
             assert np.abs(rows[i].astype(int) - rows[j].astype(int)).mean() > 1.0, (i, j)
 
 
-def test_classifier_guidance_raises_the_guides_confidence():
-    img, fig, info = H.classifier_vs_cfg(8, 0, 4, "0, 3", 8, "ddim")
+def test_classifier_guidance_raises_the_guides_confidence(rt):
+    img, fig, info = H.classifier_vs_cfg(rt, 8, 0, 4, "0, 3", 8, "ddim")
     p_guide, p_metric = np.asarray(fig.data[0].y), np.asarray(fig.data[1].y)
     assert len(p_guide) == len(p_metric) == 6  # CG on ε(z,c), CG on ε(z), CFG; each at w = 0, 3
     # Guiding the unconditional ε(z): w = 0 samples random digits, w = 3 pulls them to class 8.
@@ -103,16 +104,16 @@ def test_classifier_guidance_raises_the_guides_confidence():
     assert p_guide[1] >= p_guide[0] - 1e-3, p_guide  # on ε(z,c) it is already near 1 at w = 0
 
 
-def test_saturation_lab_strong_guidance_saturates_more():
-    img, hist, curve, info = H.saturation_lab(0, 0, 4, "0, 8", True, 0.0, False, 10, "ddim")
+def test_saturation_lab_strong_guidance_saturates_more(rt):
+    img, hist, curve, info = H.saturation_lab(rt, 0, 0, 4, "0, 8", True, 0.0, False, 10, "ddim")
     raw, fixed = np.asarray(curve.data[0].y), np.asarray(curve.data[1].y)
     assert raw[1] > raw[0] + 3  # % of pixels with |x̂| > 1 before clipping, w = 8 vs w = 0
     assert fixed[1] < raw[1]  # dynamic thresholding pulls x̂ back inside [−1, 1]
     assert "saturated" in info
 
 
-def test_live_curves_stream_grows():
-    gen = H.live_curves("0, 2", 30, 3, "ddim", progress=lambda *a, **k: None)
+def test_live_curves_stream_grows(rt):
+    gen = H.live_curves(rt, "0, 2", 30, 3, "ddim", progress=lambda *a, **k: None)
     outs = list(gen)
     ns = [int(s.split()[2]) for _, s, _ in outs]
     assert ns == sorted(set(ns)) and ns[-1] == 30 and ns[0] < 30  # N grows to the target, several updates
@@ -127,29 +128,48 @@ def test_live_curves_stream_grows():
         assert live and list(live[0].x) == [0.0, 2.0]
 
 
-def test_live_tradeoff_streams_both_families():
-    outs = list(H.live_tradeoff(10, 2, "ddim", progress=lambda *a, **k: None))
+def test_live_tradeoff_streams_both_families(rt):
+    outs = list(H.live_tradeoff(rt, 10, 2, "ddim", progress=lambda *a, **k: None))
     fig, status = outs[-1]
     assert status.startswith("N = 10")
     names = {tr.name for tr in fig.data}
-    assert {"CFG", "truncation", "temperature"} <= names
+    live = "live (ddim, T=2, N=10)"
+    assert {f"CFG · {live}", f"truncation · {live}", f"temperature · {live}"} <= names
+    # Next to it, both shipped sweeps' baselines, each labelled with its sampler, T and N.
+    assert {"truncation · precomputed (ddim, T=10, N=2,000)", "truncation · precomputed (ancestral, T=64, N=2,000)"} <= names
 
 
 @pytest.mark.parametrize("call,match", [
-    (lambda: H.slider_row(float("nan"), 3, 0, "ddim", 4), "finite"),
-    (lambda: H.slider_row(25, 3, 0, "ddim", 4), "between -1 and 20"),
-    (lambda: H.slider_row("abc", 3, 0, "ddim", 4), "number"),
-    (lambda: H.slider_row(1, 10, 0, "ddim", 4), "class"),
-    (lambda: H.slider_row(1, 3.5, 0, "ddim", 4), "whole number"),
-    (lambda: H.slider_row(1, 3, -1, "ddim", 4), "seed"),
-    (lambda: H.slider_row(1, 3, 0, "euler", 4), "unknown sampler"),
-    (lambda: H.slider_row(1, 3, 0, "ddim", 0), "steps"),
-    (lambda: H.guidance_grid("single class", 3, "", 2, 0, "ddim", 0.3, 4), "empty"),
-    (lambda: H.guidance_grid("single class", 3, ",".join(["1"] * 1000), 2, 0, "ddim", 0.3, 4), "too many"),
-    (lambda: H.guidance_grid("single class", 3, "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15", 64, 0, "ddim", 0.3, 4), "cap"),
-    (lambda: H.truncation_compare(2, 0, 2, "0", 0.6, "1", 3, "ddim"), "threshold"),
-    (lambda: next(H.live_curves("0", 10**7, 4, "ddim")), "N"),
+    (lambda rt: H.slider_row(rt, float("nan"), 3, 0, "ddim", 4), "finite"),
+    (lambda rt: H.slider_row(rt, 25, 3, 0, "ddim", 4), "between -1 and 20"),
+    (lambda rt: H.slider_row(rt, "abc", 3, 0, "ddim", 4), "number"),
+    (lambda rt: H.slider_row(rt, 1, 10, 0, "ddim", 4), "class"),
+    (lambda rt: H.slider_row(rt, 1, 3.5, 0, "ddim", 4), "whole number"),
+    (lambda rt: H.slider_row(rt, 1, 3, -1, "ddim", 4), "seed"),
+    (lambda rt: H.slider_row(rt, 1, 3, 0, "euler", 4), "unknown sampler"),
+    (lambda rt: H.slider_row(rt, 1, 3, 0, "ddim", 0), "steps"),
+    (lambda rt: H.guidance_grid(rt, "single class", 3, "", 2, 0, "ddim", 0.3, 4), "empty"),
+    (lambda rt: H.guidance_grid(rt, "single class", 3, ",".join(["1"] * 1000), 2, 0, "ddim", 0.3, 4), "too many"),
+    (lambda rt: H.guidance_grid(rt, "single class", 3, "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15", 64, 0, "ddim", 0.3, 4), "cap"),
+    (lambda rt: H.truncation_compare(rt, 2, 0, 2, "0", 0.6, "1", 3, "ddim"), "threshold"),
+    (lambda rt: next(H.live_curves(rt, "0", 10**7, 4, "ddim")), "N"),
+    (lambda rt: H.slider_row(rt, 1, 3, 0, "ddim", 4, "no-such-model"), "unknown model 'no-such-model': choose one of digits"),
+    (lambda rt: H.truncation_compare(rt, 2, 0, 2, "1", 1.5, "1", 3, "ddim"), "noise temperature must be between 0 and 1"),
+    (lambda rt: H.saturation_lab(rt, 0, 0, 2, "0, 4", False, -0.5, False, 3, "ddim"), "CFG-rescale φ must be between 0 and 1"),
 ])
-def test_bad_input_is_a_clear_error(call, match):
+def test_bad_input_is_a_clear_error(rt, call, match):
     with pytest.raises(gr.Error, match=match):
-        call()
+        call(rt)
+
+
+@pytest.mark.parametrize("sampler,steps,same", [("ddim", 10, "ddim, T=10"), ("ancestral", 64, "ancestral, T=64"),
+                                                ("ddim", 32, None)])
+def test_curves_overlay_the_precomputed_sweep_with_the_same_settings(rt, sampler, steps, same):
+    """Like-for-like: the shipped sweep made with the chosen sampler and T is drawn solid; every curve names its settings."""
+    fig = H.initial_curves(rt, sampler, steps)
+    names = [t.name for t in fig.data if t.name]
+    solid = [n for n in names if n.endswith("same sampler and T")]
+    assert solid == ([f"precomputed ({same}, N=2,000) · same sampler and T"] if same else []), names
+    assert sum(n.endswith("other settings") for n in names) == 2 - len(solid)
+    kid = [t for t in fig.data if t.xaxis == "x2"]  # the KID panel (bias-corrected), one curve per shipped sweep
+    assert len(kid) == 2 and all(np.isfinite(t.y).all() for t in kid)

