@@ -121,9 +121,9 @@ def main() -> None:
     compiled = m.compiled
     tb2, ta2 = [], []
     for _ in range(a.reps):
-        m.compiled = None
+        m.use_compiled(None)
         tb2.append(paired(row, row, 1)[0])
-        m.compiled = compiled
+        m.use_compiled(compiled)
         ta2.append(paired(row, row, 1)[0])
     report("torch.compile (row of 8, T=10)", statistics.median(tb2 + te), statistics.median(ta2))
 

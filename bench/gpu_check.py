@@ -122,7 +122,7 @@ def main() -> list[str]:
             rates["fp32 compiled+graphs"] = throughput("fp32 compiled + CUDA graphs", GuidanceOptions())
             if left(a.budget) > 80:
                 rates["bf16 compiled+graphs"] = throughput("bf16 compiled + CUDA graphs", GuidanceOptions(amp_dtype="bf16"))
-        m.compiled, m.cuda_graphs = None, False
+        m.use_compiled(None)
     else:
         print("compiled + CUDA graphs: skipped (time budget)")
     if left(a.budget) > 120:  # a bigger chunk: how far a larger batch fills the GPU

@@ -165,6 +165,15 @@ class UNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
+@dataclass(frozen=True)
+class CompiledNet:
+    """A compiled inner network (torch.compile's module or an AOTInductor package), kept out of the module tree so
+    it never enters the state dict; cuda_graphs marks CUDA-graph replays, whose output buffer is reused."""
+
+    fn: object
+    cuda_graphs: bool = False
+
+
 class FixedBatch(nn.Module):
     """Runs a model in fixed-size chunks (padding the last), so each sample's ε is bitwise independent of the batch.
 
@@ -178,8 +187,7 @@ class FixedBatch(nn.Module):
         self.inner = model
         self.chunk = chunk
         self.cfg = model.cfg
-        self.compiled = None  # set by enable_compile(); None = eager
-        self.cuda_graphs = False
+        self.runner = CompiledNet(None)  # set by enable_compile() / use_compiled(); fn None = eager
 
     def enable_compile(self, swap_lock=None, mode: str | None = None) -> str:
         """Compile the inner model for the chunk shape and warm it up; returns 'compiled' or 'eager (<reason>)'.
@@ -202,7 +210,12 @@ class FixedBatch(nn.Module):
         """Run the chunks through fn (a compiled inner model: torch.compile's or an AOTInductor package's), swapping it
         in under swap_lock when given."""
         with swap_lock if swap_lock is not None else contextlib.nullcontext():
-            self.compiled, self.cuda_graphs = fn, cuda_graphs
+            self.runner = CompiledNet(fn, cuda_graphs)
+
+    @property
+    def compiled(self):
+        """The compiled network the chunks run through, or None (eager)."""
+        return self.runner.fn
 
     def forward(self, z: Tensor, logsnr: Tensor, c: Tensor) -> Tensor:
         b, k = z.shape[0], self.chunk
@@ -211,13 +224,14 @@ class FixedBatch(nn.Module):
             z = torch.cat([z, z[:1].expand(pad, *z.shape[1:])])
             logsnr = torch.cat([logsnr, logsnr[:1].expand(pad)])
             c = torch.cat([c, c[:1].expand(pad)])
-        net = self.compiled if self.compiled is not None else self.inner
+        runner = self.runner  # one read: a concurrent swap cannot mix eager and compiled chunks
+        net = runner.fn if runner.fn is not None else self.inner
         out = None
-        with torch.inference_mode() if self.compiled is not None else contextlib.nullcontext():
-            if self.compiled is not None:  # inference tensors throughout, as at warm-up: a normal tensor's dispatch
+        with torch.inference_mode() if runner.fn is not None else contextlib.nullcontext():
+            if runner.fn is not None:  # inference tensors throughout, as at warm-up: a normal tensor's dispatch
                 z, logsnr, c = (t if t.is_inference() else t.clone() for t in (z, logsnr, c))  # keys would recompile
             for i in range(0, z.shape[0], k):
-                if self.compiled is not None and self.cuda_graphs:
+                if runner.cuda_graphs:
                     torch.compiler.cudagraph_mark_step_begin()  # the graph's output buffer is reused by the next replay
                 eps = net(z[i:i + k], logsnr[i:i + k], c[i:i + k])
                 if out is None:

@@ -239,3 +239,26 @@ def test_training_cli_resumes_where_it_stopped(tmp_path, monkeypatch):
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
     assert load_model(tmp_path / "resumed") is not None
+
+
+def test_colour_stats_on_images_with_known_answers():
+    from core.metrics import colour_stats
+
+    red = np.zeros((2, 4, 4, 3), np.uint8)
+    red[..., 0] = 255
+    st = colour_stats(red)
+    assert st["mean_saturation"] == 1.0 and st["saturated_share"] == 1.0 and st["clipped_share"] == 1.0
+    assert st["colourfulness"] == pytest.approx(0.3 * np.hypot(255, 127.5))  # σ = 0, μ_rg = 255, μ_yb = 127.5
+    grey = np.full((1, 4, 4, 3), 128, np.uint8)
+    assert colour_stats(grey) == {"mean_saturation": 0.0, "saturated_share": 0.0, "colourfulness": 0.0, "clipped_share": 0.0}
+    half = np.full((1, 2, 2, 3), 200, np.uint8)
+    half[0, 0, 0] = (200, 100, 100)  # one pixel of four with S = 0.5, one with S = 0.95
+    half[0, 1, 1] = (200, 10, 10)
+    st = colour_stats(half)
+    assert st["mean_saturation"] == pytest.approx((0.5 + 0.95) / 4) and st["saturated_share"] == 0.25
+    assert st["clipped_share"] == 0.0
+    # Two images: a flat one (colourfulness from the mean only) and one split red / green (from the spread).
+    split = np.zeros((1, 2, 2, 3), np.uint8)
+    split[0, 0, :, 0], split[0, 1, :, 1] = 255, 255
+    rg, yb = np.array([255, 255, -255, -255.0]), np.array([127.5] * 4)
+    assert colour_stats(split)["colourfulness"] == pytest.approx(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
