@@ -281,12 +281,14 @@ def test_stand_in_model_eps_depends_on_label_w_and_z(tiny_unet):
     assert (den[0] - den[1]).abs().max() > 1e-4
 
 
-def test_variants_are_valid_denoisers(tiny_unet):
-    opts = GuidanceOptions(dynamic_threshold=0.99, rescale_phi=0.7, interval=(-5.0, 5.0))
+@pytest.mark.parametrize("opts", [GuidanceOptions(dynamic_threshold=0.99), GuidanceOptions(rescale_phi=0.7),
+                                  GuidanceOptions(interval=(-5.0, 5.0)),
+                                  GuidanceOptions(dynamic_threshold=0.99, rescale_phi=0.7, interval=(-5.0, 5.0))])
+def test_variants_are_valid_denoisers_and_each_changes_the_samples(tiny_unet, opts):
     x = generate(tiny_unet, [0, 1], [2, 3], [4.0], 5, "ancestral", opts=opts)
     assert x.shape == (1, 2, 1, 28, 28) and torch.isfinite(x).all()
     plain = generate(tiny_unet, [0, 1], [2, 3], [4.0], 5, "ancestral")
-    assert (x - plain).abs().max() > 1e-3  # the variants change the samples
+    assert (x - plain).abs().max() > 1e-3
 
 
 def test_tiny_unet_overfits_one_batch():
