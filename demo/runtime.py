@@ -52,6 +52,7 @@ class ModelSlot:
     curves: int = 0  # live-curve generators running now (observable by tests and load checks)
     curves_lock: threading.Lock = field(default_factory=threading.Lock)
     trajectories: dict = field(default_factory=dict)  # the "Inside one step" tab's recent trajectories
+    data_stats: dict = field(default_factory=dict)  # statistics of the model's real data, computed on first use
 
     @property
     def card(self) -> ModelCard:

@@ -14,6 +14,7 @@ from core.sampling import SAMPLERS
 from demo import handlers as H
 from demo import plots, texts
 from demo.components import Dropdown, Number, Radio, Slider
+from core.registry import ModelCard
 from demo.runtime import Runtime
 from demo.validate import MAX_STEPS
 
@@ -46,19 +47,26 @@ def _sampler_steps(steps_default: int = H.DEFAULT_STEPS):
     return sampler, steps
 
 
-def _class_seeds(num_classes: int, cls_default: int, n_default: int):
+def _class(card: ModelCard, default: int, classes: list) -> Dropdown:
+    """The class control: the model's class names, sending the class index; collected so the model selector updates it."""
+    cls = Dropdown(H.class_choices_of(card), value=min(default, card.num_classes - 1), label="class c")
+    classes.append(cls)
+    return cls
+
+
+def _class_seeds(card: ModelCard, cls_default: int, n_default: int, classes: list):
     """The class / first seed / seed count controls shared by the comparison tabs (call inside a Row)."""
-    cls = Slider(0, num_classes - 1, value=cls_default, step=1, label="class c")
+    cls = _class(card, cls_default, classes)
     seed = Number(0, precision=0, label="first seed")
     n = Slider(1, 12, value=n_default, step=1, label="seeds")
     return cls, seed, n
 
 
-def _sweep_tab(rt: Runtime, model, num_classes: int) -> None:
+def _sweep_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
     gr.Markdown(texts.SWEEP, latex_delimiters=texts.LATEX)
     with gr.Row():
         mode = Radio(["single class", "random classes"], value="single class", label="mode")
-        cls = Slider(0, num_classes - 1, value=3, step=1, label="class c")
+        cls = _class(card, 3, classes)
         w_list = gr.Textbox("0, 0.1, 0.3, 1, 2, 4", label="w values (columns)")
     with gr.Row():
         n_seeds = Slider(1, 16, value=6, step=1, label="seeds (rows)")
@@ -90,10 +98,10 @@ def _sweep_tab(rt: Runtime, model, num_classes: int) -> None:
                     api_name="scrub_strip")
 
 
-def _inside_tab(rt: Runtime, model, num_classes: int) -> None:
+def _inside_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
     gr.Markdown(texts.INSIDE, latex_delimiters=texts.LATEX)
     with gr.Row():
-        cls = Slider(0, num_classes - 1, value=4, step=1, label="class c")
+        cls = _class(card, 4, classes)
         seed = Number(0, precision=0, label="seed")
         w = Slider(-1, 20, value=2, step=0.1, label="w")
         steps = Slider(2, 64, value=16, step=1, label="steps T")
@@ -121,10 +129,10 @@ def _inside_tab(rt: Runtime, model, num_classes: int) -> None:
                 api_name="trajectory_animation")
 
 
-def _truncation_tab(rt: Runtime, model, num_classes: int):
+def _truncation_tab(rt: Runtime, model, card: ModelCard, classes: list):
     gr.Markdown(texts.TRUNCATION, latex_delimiters=texts.LATEX)
     with gr.Row():
-        cls, seed, n = _class_seeds(num_classes, 2, 8)
+        cls, seed, n = _class_seeds(card, 2, 8, classes)
         thr = gr.Textbox("2, 1, 0.5, 0.04", label="truncation thresholds")
         temp = Slider(0, 1, value=0.6, step=0.05, label="noise temperature (initial + per step)")
         ws = gr.Textbox("1, 3", label="CFG w values")
@@ -149,10 +157,10 @@ def _truncation_tab(rt: Runtime, model, num_classes: int):
     return plot
 
 
-def _classifier_tab(rt: Runtime, model, num_classes: int) -> None:
+def _classifier_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
     gr.Markdown(texts.CLASSIFIER, latex_delimiters=texts.LATEX)
     with gr.Row():
-        cls, seed, n = _class_seeds(num_classes, 8, 6)
+        cls, seed, n = _class_seeds(card, 8, 6, classes)
         scales = gr.Textbox("1, 3, 10", label="guidance scales w")
     sampler, steps = _sampler_steps(16)
     btn = gr.Button("Compare", variant="primary")
@@ -163,10 +171,10 @@ def _classifier_tab(rt: Runtime, model, num_classes: int) -> None:
               api_name="classifier_vs_cfg")
 
 
-def _saturation_tab(rt: Runtime, model, num_classes: int) -> None:
+def _saturation_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
     gr.Markdown(texts.SATURATION, latex_delimiters=texts.LATEX)
     with gr.Row():
-        cls, seed, n = _class_seeds(num_classes, 0, 6)
+        cls, seed, n = _class_seeds(card, 0, 6, classes)
         ws = gr.Textbox("0, 1, 4", label="w values")
     with gr.Row():
         dyn = gr.Checkbox(False, label="dynamic thresholding (p = 99.5 %)")
@@ -180,9 +188,12 @@ def _saturation_tab(rt: Runtime, model, num_classes: int) -> None:
         hist = gr.Plot(label="histogram of the last-step x̂ before clipping")
         curve = gr.Plot(label="saturated fraction vs w")
     info = gr.Markdown()
+    colour = gr.Plot(label="colour saturation vs w (colour models)")
+    scatter = gr.Plot(label="hue vs saturation of the pixels at the smallest and largest w (colour models)")
     inputs = [cls, seed, n, ws, dyn, phi, interval, steps, sampler, model]
-    btn.click(_bind(rt, H.saturation_lab), inputs, [img, hist, curve, info], api_name="saturation_lab")
-    gr.Examples([[0, 0, 6, "4, 8", True, 0.0, False, 10, "ddim", rt.default]], inputs, [img, hist, curve, info],
+    outputs = [img, hist, curve, info, colour, scatter]
+    btn.click(_bind(rt, H.saturation_lab), inputs, outputs, api_name="saturation_lab")
+    gr.Examples([[0, 0, 6, "4, 8", True, 0.0, False, 10, "ddim", rt.default]], inputs, outputs,
                 fn=partial(H.saturation_lab, rt), cache_examples=True, cache_mode="lazy",
                 label="Saturation at w = 8 (with and without dynamic thresholding)", elem_id="preset-saturation")
 
@@ -212,30 +223,31 @@ def build_demo(rt: Runtime | None = None) -> gr.Blocks:
     """Build the app over the runtime's shipped models (a new Runtime by default)."""
     rt = rt if rt is not None else Runtime()
     rt.load_all()  # load and sha256-check every model at start-up (a corrupt file fails here, clearly); warm-ups start
-    num_classes = rt.card(rt.default).num_classes
+    card, classes = rt.card(rt.default), []
     with gr.Blocks(title="CFG Explorer", delete_cache=(600, 3600)) as demo:
         gr.Markdown(texts.INTRO, latex_delimiters=texts.LATEX)
         with gr.Row():
             model = Dropdown(rt.names, value=rt.default, label="model (every tab follows it)", elem_id="model-select",
                              scale=1)
-            card = gr.Markdown(H.model_card_text(rt, rt.default), elem_id="model-card")
+            card_md = gr.Markdown(H.model_card_text(rt, rt.default), elem_id="model-card")
         with gr.Tabs():
             with gr.Tab("Guidance sweep", id="sweep", elem_id="tab-sweep"):
-                _sweep_tab(rt, model, num_classes)
+                _sweep_tab(rt, model, card, classes)
             with gr.Tab("Inside one step", id="inside"):
-                _inside_tab(rt, model, num_classes)
+                _inside_tab(rt, model, card, classes)
             with gr.Tab("Truncation vs guidance", id="truncation"):
-                tradeoff = _truncation_tab(rt, model, num_classes)
+                tradeoff = _truncation_tab(rt, model, card, classes)
             with gr.Tab("Classifier guidance vs CFG", id="classifier"):
-                _classifier_tab(rt, model, num_classes)
+                _classifier_tab(rt, model, card, classes)
             with gr.Tab("Saturation lab", id="saturation"):
-                _saturation_tab(rt, model, num_classes)
+                _saturation_tab(rt, model, card, classes)
             with gr.Tab("FID / IS curves (live)", id="curves"):
                 _curves_tab(rt, model)
             with gr.Tab("The idea", id="idea"):
                 gr.Markdown(texts.IDEA, latex_delimiters=texts.LATEX)
         gr.Markdown(texts.FOOTER)
-        model.change(_bind(rt, H.model_card_text), [model], [card], api_name="model_card")
+        model.change(_bind(rt, H.model_card_text), [model], [card_md], api_name="model_card")
+        model.change(_bind(rt, H.class_choices), [model, *classes], classes, api_name="class_choices")
         model.change(_bind(rt, H.precomputed_tradeoff), [model], [tradeoff], api_name="precomputed_tradeoff")
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo

@@ -55,7 +55,8 @@ def test_call_every_endpoint(client, app_url):
     assert status.startswith("N = 10")
     img, plot, info = client.predict(8, 0, 2, "1, 3", 3, "ddim", api_name="/classifier_vs_cfg")
     assert "classifier guidance" in info
-    img, hist, curve, info = client.predict(0, 0, 2, "0, 4", True, 0.5, True, 3, "ddim", api_name="/saturation_lab")
+    img, hist, curve, info, colour, scatter = client.predict(0, 0, 2, "0, 4", True, 0.5, True, 3, "ddim",
+                                                             api_name="/saturation_lab")
     assert "saturated" in info
 
 

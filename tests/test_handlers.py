@@ -105,7 +105,7 @@ def test_classifier_guidance_raises_the_guides_confidence(rt):
 
 
 def test_saturation_lab_strong_guidance_saturates_more(rt):
-    img, hist, curve, info = H.saturation_lab(rt, 0, 0, 4, "0, 8", True, 0.0, False, 10, "ddim")
+    img, hist, curve, info, colour, scatter = H.saturation_lab(rt, 0, 0, 4, "0, 8", True, 0.0, False, 10, "ddim")
     raw, fixed = np.asarray(curve.data[0].y), np.asarray(curve.data[1].y)
     assert raw[1] > raw[0] + 3  # % of pixels with |x̂| > 1 before clipping, w = 8 vs w = 0
     assert fixed[1] < raw[1]  # dynamic thresholding pulls x̂ back inside [−1, 1]

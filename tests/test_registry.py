@@ -22,7 +22,7 @@ def add_tiny_model(assets, name: str, channels: int, size: int, class_names: lis
         if isinstance(m, torch.nn.Conv2d) and not m.weight.any():
             m.reset_parameters()
     card = {"name": name, "title": f"tiny {name}", "class_names": class_names, "null_label": k,
-            "data_source": "random weights for tests", "licence": "MIT", "dataset": "none"}
+            "data_source": "random weights for tests", "licence": "MIT", "dataset": "emoji-npm"}
     save_model(unet, assets / name, "unet", card)
     for part, noisy in (("classifier", False), ("noisy_classifier", True)):
         cfg = ClassifierConfig(channels=(8, 8), feature_dim=16, num_classes=k, noise_conditional=noisy,
@@ -105,8 +105,20 @@ def test_runtime_serves_every_model_with_its_own_state(assets):
     assert grey.mode == "L"
     assert rt.slot("digits").lock is not rt.slot("tinyrgb").lock  # one lock, warm-up and curve count per model
     assert "red" in H.model_card_text(rt, "tinyrgb") and "MIT" in H.model_card_text(rt, "tinyrgb")
+    # The class controls follow the selector: the model's class names; a class it does not have falls back to 0.
+    ups = H.class_choices(rt, "tinyrgb", 5, 1)
+    assert [u["choices"] for u in ups] == [[("red", 0), ("green", 1), ("blue", 2)]] * 2 and [u["value"] for u in ups] == [0, 1]
     img, fig, info = H.inside_step(rt, 1, 0, 2.0, 4, "ddim", 2, "tinyrgb")
     assert isinstance(img, Image.Image) and img.mode == "RGB"
+    # The saturation lab measures colour for an RGB model: four metrics over w with the real data's level, and the
+    # pixels' hue vs saturation at the smallest and largest w.
+    img, hist, curve, info, colour, scatter = H.saturation_lab(rt, 0, 0, 2, "0, 8", False, 0.0, False, 3, "ddim", "tinyrgb")
+    assert img.mode == "RGB" and [t.name for t in scatter.data] == ["w = 0", "w = 8"]
+    assert {t.name for t in colour.data} == {"CFG", "real held-out data"} and len(colour.data) == 8
+    data_line = [t for t in colour.data if t.name == "real held-out data"][0]
+    assert 0.2 < data_line.y[0] < 0.5  # the emoji's mean HSV saturation over all pixels (white included)
+    _, _, _, _, grey_colour, _ = H.saturation_lab(rt, 0, 0, 2, "0, 8", False, 0.0, False, 3, "ddim")
+    assert len(grey_colour.data) == 0  # a grey model: an empty panel with a note
     import gradio as gr
 
     with pytest.raises(gr.Error, match="class must be between 0 and 2, got 3"):
