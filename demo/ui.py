@@ -62,6 +62,11 @@ def _class_seeds(card: ModelCard, cls_default: int, n_default: int, classes: lis
     return cls, seed, n
 
 
+def _colour_model(rt: Runtime) -> str | None:
+    """The first shipped colour model (for the colour presets), if any."""
+    return next((name for name in rt.names if rt.card(name).channels == 3), None)
+
+
 def _sweep_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
     gr.Markdown(texts.SWEEP, latex_delimiters=texts.LATEX)
     with gr.Row():
@@ -82,6 +87,11 @@ def _sweep_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
                  ["random classes", 0, "0, 1, 3", 6, 0, "ddim", 0.3, 10, rt.default]],
                 inputs, [grid, grid_info], fn=partial(H.guidance_grid, rt), cache_examples=True, cache_mode="lazy",
                 label="Figure 3: w = 0 / 1 / 3", elem_id="preset-figure3")
+    colour = _colour_model(rt)
+    if colour is not None:
+        gr.Examples([["random classes", 0, "0, 3", 9, 0, "ancestral", 0.3, 64, colour]], inputs, [grid, grid_info],
+                    fn=partial(H.guidance_grid, rt), cache_examples=True, cache_mode="lazy",
+                    label=f"Figure 4: colour at w = 0 vs w = 3 ({colour})", elem_id="preset-figure4")
     gr.Markdown(texts.SCRUB, latex_delimiters=texts.LATEX)
     w_slider = Slider(-1, 20, value=0, step=0.05, label="w (s = 1 + w)", elem_id="w-slider")
     s_view = gr.Markdown("s = 1 + w = 1")
@@ -196,6 +206,11 @@ def _saturation_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
     gr.Examples([[0, 0, 6, "4, 8", True, 0.0, False, 10, "ddim", rt.default]], inputs, outputs,
                 fn=partial(H.saturation_lab, rt), cache_examples=True, cache_mode="lazy",
                 label="Saturation at w = 8 (with and without dynamic thresholding)", elem_id="preset-saturation")
+    colour = _colour_model(rt)
+    if colour is not None:
+        gr.Examples([[0, 0, 6, "0, 8", False, 0.7, False, 64, "ancestral", colour]], inputs, outputs,
+                    fn=partial(H.saturation_lab, rt), cache_examples=True, cache_mode="lazy",
+                    label=f"Saturation at w = 8 and its remedy, CFG-rescale ({colour})", elem_id="preset-colour-saturation")
 
 
 def _curves_tab(rt: Runtime, model):
