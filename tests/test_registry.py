@@ -53,8 +53,8 @@ def test_models_are_listed_and_loaded_by_name(assets):
 
 
 def test_unknown_model_is_a_clear_error(assets):
-    with pytest.raises(UnknownModelError, match=r"unknown model 'emoji'; shipped: digits$"):
-        model_card("emoji")
+    with pytest.raises(UnknownModelError, match=r"unknown model 'cifar'; shipped: digits$"):
+        model_card("cifar")
     with pytest.raises(UnknownModelError, match="unknown model '../digits'"):
         model_card("../digits", assets)
     from core.pipeline import load_pipeline
