@@ -69,9 +69,12 @@ def spawn_compile(model_name: str, chunk: int, out: Path, threads: int, assets: 
     cmd = [sys.executable, "-m", "core.aot", "--model", model_name, "--chunk", str(chunk), "--out", str(out),
            "--threads", str(threads)]
     root = Path(__file__).resolve().parent.parent
-    sink = open(log, "ab") if log is not None else subprocess.DEVNULL
-    return subprocess.Popen(cmd, cwd=root, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                            preexec_fn=lambda: os.nice(19), start_new_session=True)
+    if log is None:
+        return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: os.nice(19), start_new_session=True)
+    with open(log, "ab") as sink:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(cmd, cwd=root, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: os.nice(19), start_new_session=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,6 @@ Handlers receive the Runtime as their first argument (ui.py binds it); nothing h
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ class OutputFiles:
             self._count += 1
             files = sorted(self.root.iterdir(), key=lambda p: p.name)  # names start with the request counter
             for old in files[: max(0, len(files) - self.keep + 1)]:
-                old.unlink(missing_ok=True) if old.is_file() else shutil.rmtree(old, ignore_errors=True)
+                old.unlink(missing_ok=True)  # only files are ever made here
             return self.root / f"{self._count:08d}_{name}"
 
     def count(self) -> int:

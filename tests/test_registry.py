@@ -10,6 +10,7 @@ from core.checkpoint import ASSETS, WeightsError, save_model
 from core.classifier import ClassifierConfig, ImageClassifier
 from core.registry import ModelCard, UnknownModelError, model_card, shipped_models
 from core.unet import UNet, UNetConfig
+from conftest import nonzero_init
 
 
 def add_tiny_model(assets, name: str, channels: int, size: int, class_names: list[str]) -> None:
@@ -18,9 +19,7 @@ def add_tiny_model(assets, name: str, channels: int, size: int, class_names: lis
     k = len(class_names)
     unet = UNet(UNetConfig(image_size=size, in_channels=channels, channels=(8, 16), num_classes=k, emb_dim=32, groups=4,
                            attention_at_bottom=False))
-    for m in unet.modules():  # non-zero output (a fresh UNet outputs ε ≡ 0)
-        if isinstance(m, torch.nn.Conv2d) and not m.weight.any():
-            m.reset_parameters()
+    nonzero_init(unet)
     card = {"name": name, "title": f"tiny {name}", "class_names": class_names, "null_label": k,
             "data_source": "random weights for tests", "licence": "MIT", "dataset": "emoji-npm"}
     save_model(unet, assets / name, "unet", card)
