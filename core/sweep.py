@@ -21,13 +21,17 @@ from torch import Tensor
 from core import distributed
 from core.checkpoint import ASSETS
 from core.guidance import GuidanceOptions
-from core.metrics import feature_stats, frechet_distance, inception_score, kernel_inception_distance, prepare_ref
+from core.data import to_uint8
+from core.metrics import (colour_stats, feature_stats, frechet_distance, inception_score, kernel_inception_distance,
+                          prepare_ref)
 from core.noise import NoiseConfig
 from core.sampling import SAMPLERS, generate
 
 Features = Callable[[Tensor], "tuple[np.ndarray, np.ndarray]"]  # images → (features (N, d), class probabilities (N, K))
 
-CSV_FIELDS = ["label", "w", "s", "truncation", "temperature", "FID", "IS", "IS_std", "KID", "KID_std", "N", "steps", "sampler", "seconds"]
+COLOUR_FIELDS = ["mean_saturation", "saturated_share", "colourfulness", "clipped_share"]  # core.metrics.colour_stats
+CSV_FIELDS = ["label", "w", "s", "truncation", "temperature", "FID", "IS", "IS_std", "KID", "KID_std", "accuracy",
+              *COLOUR_FIELDS, "N", "steps", "sampler", "seconds"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,16 @@ class PointResult:
     kid: float = float("nan")
     kid_std: float = float("nan")
     metrics_n: int = 0  # the N at which the metrics above were computed
+    correct: int = 0  # samples the classifier assigns to their own label
+    colour_sums: dict = field(default_factory=dict)  # colour_stats × batch size, summed (RGB models only)
+
+    def add_batch(self, feats: np.ndarray, probs: np.ndarray, labels: list[int], colour: dict | None) -> None:
+        """Record one batch: its features, class probabilities, correct labels and (RGB) per-image colour means."""
+        self.feats.append(feats)
+        self.probs.append(probs)
+        self.correct += int((probs.argmax(1) == np.asarray(labels)).sum())
+        for k, v in (colour or {}).items():
+            self.colour_sums[k] = self.colour_sums.get(k, 0.0) + v * len(labels)
 
     @property
     def n(self) -> int:
@@ -72,6 +86,9 @@ class PointResult:
         self.feats += other.feats
         self.probs += other.probs
         self.seconds = max(self.seconds, other.seconds)
+        self.correct += other.correct
+        for k, v in other.colour_sums.items():
+            self.colour_sums[k] = self.colour_sums.get(k, 0.0) + v
         self.metrics_n = 0
 
     def update_metrics(self, ref: dict, kid_subsets: int = 20, kid_subset_size: int = 500) -> None:
@@ -94,7 +111,8 @@ class PointResult:
         p = self.point
         return {"label": p.label, "w": p.w, "s": 1 + p.w, "truncation": p.noise.truncation if p.noise.truncation else "",
                 "temperature": p.noise.temperature, "FID": self.fid, "IS": self.is_mean, "IS_std": self.is_std,
-                "KID": self.kid, "KID_std": self.kid_std, "N": self.n, "steps": steps, "sampler": sampler,
+                "KID": self.kid, "KID_std": self.kid_std, "accuracy": self.correct / max(1, self.n),
+                **{k: self.colour_sums[k] / self.n if k in self.colour_sums else "" for k in COLOUR_FIELDS}, "N": self.n, "steps": steps, "sampler": sampler,
                 "seconds": round(self.seconds, 2)}
 
 
@@ -202,8 +220,8 @@ def sweep_stream(model, features: Features, ref: dict, cfg: SweepConfig) -> Iter
             # 2. Features and probabilities, then the running metrics of each point.
             for j, i in enumerate(idx):
                 f, p = features(x[j])
-                results[i].feats.append(f)
-                results[i].probs.append(p)
+                colour = colour_stats(to_uint8(x[j])) if x.shape[2] == 3 else None
+                results[i].add_batch(f, p, labels, colour)
                 results[i].seconds += dt
                 if not cfg.lazy_metrics:
                     results[i].update_metrics(ref, cfg.kid_subsets, cfg.kid_subset_size)
@@ -323,7 +341,9 @@ def _load(device: str, a):
 def _report(a, rows: list[dict], elapsed: float) -> None:
     write_csv(a.out, rows)
     for r in rows:
-        print(f"{r['label']:>14}  FID {r['FID']:8.3f}  IS {r['IS']:6.3f} ± {r['IS_std']:.3f}  KID {r['KID']:.4f}  N {r['N']}  {r['seconds']:.1f}s")
+        sat = f"  saturation {r['mean_saturation']:.3f}" if r["mean_saturation"] != "" else ""
+        print(f"{r['label']:>14}  FID {r['FID']:8.3f}  IS {r['IS']:6.3f} ± {r['IS_std']:.3f}  KID {r['KID']:.4f}  "
+              f"accuracy {r['accuracy']:.3f}{sat}  N {r['N']}  {r['seconds']:.1f}s")
     print(f"wrote {a.out} in {elapsed:.1f} s")
 
 

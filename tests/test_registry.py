@@ -88,6 +88,30 @@ def test_sample_cli_npz_shapes_for_one_and_three_channels(assets, tmp_path, name
         main(["--model", "tinyrgb", "--assets", str(assets), "--classes", "3", "--seeds", "0", "--device", "cpu"])
 
 
+def test_sweep_rows_carry_class_accuracy_and_colour_for_an_rgb_model(assets):
+    """The sweep's accuracy and colour columns equal the metrics recomputed on the same seeds' samples."""
+    from core.data import to_uint8
+    from core.metrics import colour_stats
+    from core.pipeline import load_pipeline
+    from core.sampling import generate
+    from core.sweep import SweepConfig, SweepPoint, sweep_stream
+
+    pipe = load_pipeline("tinyrgb", "cpu", assets)
+    cfg = SweepConfig((SweepPoint(0.0), SweepPoint(3.0)), n=6, steps=3, batch=4, first_batch=2)
+    *_, last = sweep_stream(pipe.model, pipe.features, pipe.ref, cfg)
+    rows = last.rows()
+    x = generate(pipe.model, list(range(6)), [s % 3 for s in range(6)], [0.0, 3.0], 3, "ddim")
+    for row, xj in zip(rows, x):
+        _, probs = pipe.features(xj)
+        assert row["accuracy"] == pytest.approx(float((probs.argmax(1) == np.arange(6) % 3).mean()))
+        for key, v in colour_stats(to_uint8(xj)).items():
+            assert row[key] == pytest.approx(v, rel=1e-9, abs=1e-12), key
+    assert rows[0]["mean_saturation"] != rows[1]["mean_saturation"]
+    grey = load_pipeline("digits", "cpu", assets)
+    *_, last = sweep_stream(grey.model, grey.features, grey.ref, cfg)
+    assert all(r["mean_saturation"] == "" and 0 <= r["accuracy"] <= 1 for r in last.rows())
+
+
 def test_runtime_serves_every_model_with_its_own_state(assets):
     """Adding a model's files is enough for the app: the RGB model samples through the same handlers."""
     from PIL import Image
