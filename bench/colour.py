@@ -1,8 +1,9 @@
 """The colour model's quality figures (issue #12): class accuracy, IS and colour saturation against w.
 
-    python bench/colour.py [--model emoji] [--per-class 100] [--sampler ddim] [--steps 10]
+    python bench/colour.py [--model emoji] [--per-class 100] [--sampler ddim] [--steps 10] [--remedies-at 3 8]
 
-Class accuracy and IS use the model's own classifier, on the same seeds at every w (labels seed mod K).
+Class accuracy and IS use the model's own classifier, on the same seeds at every w (labels seed mod K). Then each
+saturation remedy of core.guidance.REMEDIES (alone) is measured with the same numbers at the --remedies-at weights.
 """
 import argparse
 import sys
@@ -14,6 +15,7 @@ import numpy as np  # noqa: E402
 
 from bench.common import header  # noqa: E402
 from core.data import load_split, to_model_range, to_uint8  # noqa: E402
+from core.guidance import REMEDIES, GuidanceOptions  # noqa: E402
 from core.metrics import colour_stats, inception_score  # noqa: E402
 from core.pipeline import load_pipeline  # noqa: E402
 from core.sampling import generate  # noqa: E402
@@ -26,6 +28,7 @@ def main() -> None:
     ap.add_argument("--sampler", default="ddim")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--w", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 8.0])
+    ap.add_argument("--remedies-at", type=float, nargs="*", default=[3.0, 8.0])
     a = ap.parse_args()
     pipe = load_pipeline(a.model)
     header(f"colour quality of {a.model}: {a.sampler} T={a.steps}, {a.per_class} per class")
@@ -36,15 +39,21 @@ def main() -> None:
     data = colour_stats(to_uint8(real))
     print(f"{'real held-out':>14}  " + "  ".join(f"{key} {v:.3f}" for key, v in data.items()))
     for w in a.w:
-        x = np.concatenate([to_uint8(generate(pipe.model, seeds[i:i + 90], list(labels[i:i + 90]), [w], a.steps,
-                                              a.sampler)[0]) for i in range(0, len(seeds), 90)])
-        _, probs = pipe.features(to_model_range(x))
-        acc = float((probs.argmax(1) == labels).mean())
-        is_mean, is_std = inception_score(probs)
-        st = colour_stats(x)
-        print(f"w = {w:4g} (s = {1 + w:g}): accuracy {100 * acc:5.1f} %  IS {is_mean:.2f} ± {is_std:.2f}  " +
-              "  ".join(f"{key} {v:.3f}" for key, v in st.items()), flush=True)
+        print(f"w = {w:4g} (s = {1 + w:g}): " + measure(pipe, seeds, labels, w, a, GuidanceOptions()), flush=True)
+    for w in a.remedies_at:
+        for name, opts in REMEDIES:
+            print(f"w = {w:4g}, {name:>34}: " + measure(pipe, seeds, labels, w, a, opts), flush=True)
 
+
+def measure(pipe, seeds: list[int], labels: np.ndarray, w: float, a, opts: GuidanceOptions) -> str:
+    """Accuracy, IS and the colour metrics of the samples at one w with the given guidance options."""
+    x = np.concatenate([to_uint8(generate(pipe.model, seeds[i:i + 90], list(labels[i:i + 90]), [w], a.steps,
+                                          a.sampler, opts=opts)[0]) for i in range(0, len(seeds), 90)])
+    _, probs = pipe.features(to_model_range(x))
+    acc = float((probs.argmax(1) == labels).mean())
+    is_mean, is_std = inception_score(probs)
+    return (f"accuracy {100 * acc:5.1f} %  IS {is_mean:.2f} ± {is_std:.2f}  " +
+            "  ".join(f"{key} {v:.3f}" for key, v in colour_stats(x).items()))
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,7 @@
 """Guidance as denoiser → denoiser transforms: classifier-free guidance (Ho & Salimans 2021, Eq. 6),
-its variants (dynamic thresholding, CFG-rescale, guidance interval) and classifier guidance (Dhariwal & Nichol 2021).
+its variants (dynamic thresholding, CFG-rescale, guidance interval), classifier guidance (Dhariwal & Nichol 2021)
+and the methods that came after CFG: APG (Sadat et al. 2025), CFG++ (Chung et al. 2024) and autoguidance
+(Karras et al. 2024), each selected by GuidanceOptions.method and batched like CFG.
 
 A *model* is ε_θ(z, λ (B,), c (B,)) → ε. A *denoiser* is f(z, λ: float) → EpsOut, with the labels and
 guidance weights already bound; samplers only ever see denoisers. λ is a Python float (all samples of a
@@ -17,11 +19,15 @@ from core.diffusion import alpha_sigma, eps_from_x, x_from_eps
 
 
 class EpsOut(NamedTuple):
-    """Guided ε̃, plus the two terms it was made from; eps_uncond is None when that half was skipped."""
+    """Guided ε̃, plus the two terms it was made from; eps_uncond is None when that half was skipped.
+
+    eps_renoise: the ε that DDIM re-noises with when it is not ε̃ (CFG++: ε_θ(z)); None = ε̃.
+    """
 
     eps: Tensor
     eps_cond: Tensor
     eps_uncond: Tensor | None
+    eps_renoise: Tensor | None = None
 
 
 Model = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -31,9 +37,35 @@ class Denoiser(Protocol):
     def __call__(self, z: Tensor, logsnr: float) -> EpsOut: ...
 
 
+METHODS = ("cfg", "apg", "cfgpp", "autoguidance")
+
+
+@dataclass(frozen=True)
+class APGParams:
+    """APG's hyper-parameters, with the paper's defaults (Sadat et al. 2025, Sec. 4 and its reference code):
+
+    eta (η): weight of the update's part parallel to x̂_c (0 = drop it, 1 = keep it as CFG does);
+    norm_bound (r): the update's L2 norm over (C, H, W) is capped at r; None = no bound (default 2.5);
+    momentum (β): Δ̄_t = Δ_t + β Δ̄_{t−1}, negative = "reverse momentum" (default −0.75).
+    """
+
+    eta: float = 0.0
+    norm_bound: float | None = 2.5
+    momentum: float = -0.75
+
+    def __post_init__(self):
+        if self.norm_bound is not None and not self.norm_bound > 0:
+            raise ValueError(f"APG's norm bound r must be > 0 (or None for no bound), got {self.norm_bound}")
+        if not (-1.0 < self.momentum <= 0.0):
+            raise ValueError(f"APG's momentum β must be in (−1, 0], got {self.momentum}")
+
+
 @dataclass(frozen=True)
 class GuidanceOptions:
-    """Optional, composable variants of CFG.
+    """The guidance method and optional, composable variants of it.
+
+    method: "cfg" (paper Eq. 6), "apg" (with `apg`), "cfgpp" (DDIM only; w is CFG++'s scale in [0, 1]) or
+    "autoguidance" (the guide is a weaker conditional model, passed to CFGDenoiser as guide_model).
 
     dynamic_threshold: Imagen's percentile p (e.g. 0.995) of |x̂|; clip to s = max(1, that) and divide by s.
     rescale_phi: CFG-rescale φ of Lin et al. (2023), applied to x̂ (0 = off).
@@ -47,14 +79,31 @@ class GuidanceOptions:
     interval: tuple[float, float] | None = None
     always_uncond: bool = False
     amp_dtype: str | None = None
+    method: str = "cfg"
+    apg: APGParams = APGParams()
 
     def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown guidance method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.dynamic_threshold is not None and not (0.5 <= self.dynamic_threshold <= 1.0):
             raise ValueError(f"dynamic-threshold percentile must be in [0.5, 1], got {self.dynamic_threshold}")
         if not (0.0 <= self.rescale_phi <= 1.0):
             raise ValueError(f"rescale φ must be in [0, 1], got {self.rescale_phi}")
         if self.interval is not None and not (self.interval[0] <= self.interval[1]):
             raise ValueError(f"guidance interval needs λ_lo ≤ λ_hi, got {self.interval}")
+
+
+DYNAMIC_THRESHOLD_P = 0.995  # Imagen's default percentile of |x̂|
+GUIDANCE_INTERVAL = (-4.0, 6.0)  # the λ range where guidance is applied, when the interval remedy is on
+RESCALE_PHI = 0.7  # Lin et al.'s recommended φ
+
+# The saturation remedies measured side by side (bench/colour.py, notebook 04), each alone.
+REMEDIES: tuple[tuple[str, GuidanceOptions], ...] = (
+    ("CFG", GuidanceOptions()),
+    (f"dynamic thresholding p={DYNAMIC_THRESHOLD_P}", GuidanceOptions(dynamic_threshold=DYNAMIC_THRESHOLD_P)),
+    (f"CFG-rescale φ={RESCALE_PHI}", GuidanceOptions(rescale_phi=RESCALE_PHI)),
+    (f"guidance interval λ∈[{GUIDANCE_INTERVAL[0]:g}, {GUIDANCE_INTERVAL[1]:g}]", GuidanceOptions(interval=GUIDANCE_INTERVAL)),
+)
 
 
 def cfg_combine(eps_cond: Tensor, eps_uncond: Tensor, w: Tensor) -> Tensor:
@@ -75,6 +124,28 @@ def rescale_x(x_guided: Tensor, x_cond: Tensor, phi: float) -> Tensor:
     dims = tuple(range(1, x_guided.dim()))
     ratio = x_cond.std(dim=dims, keepdim=True) / x_guided.std(dim=dims, keepdim=True).clamp(min=1e-8)
     return phi * (x_guided * ratio) + (1.0 - phi) * x_guided
+
+
+def apg_update(x_cond: Tensor, x_uncond: Tensor, running: Tensor | None, p: APGParams) -> tuple[Tensor, Tensor]:
+    """APG's guidance direction in x̂ space (Sadat et al. 2025, Alg. 1); returns (update, the new running Δ̄).
+
+    The guided prediction is x̂_c + w · update; with η = 1, r = None and β = 0 the update is x̂_c − x̂_u, i.e. CFG.
+    """
+    assert x_cond.shape == x_uncond.shape and x_cond.dim() == 4, (x_cond.shape, x_uncond.shape)
+    # 1. The CFG direction Δ = x̂_c − x̂_u, with (reverse) momentum Δ̄ = Δ + β Δ̄_prev.
+    diff = x_cond - x_uncond
+    if running is not None and p.momentum != 0.0:
+        diff = diff + p.momentum * running
+    running = diff
+    # 2. Bound its norm: Δ̄ · min(1, r / ‖Δ̄‖), per sample over (C, H, W).
+    if p.norm_bound is not None:
+        norm = diff.flatten(1).norm(dim=1).reshape(-1, 1, 1, 1)
+        diff = diff * torch.clamp(p.norm_bound / norm.clamp(min=1e-12), max=1.0)
+    # 3. Split along x̂_c (in float64): Δ∥ = ⟨Δ, u⟩ u with u = x̂_c / ‖x̂_c‖, Δ⊥ = Δ − Δ∥; down-weight Δ∥ by η.
+    d64, u = diff.double(), torch.nn.functional.normalize(x_cond.double().flatten(1), dim=1).reshape(x_cond.shape)
+    par = (d64 * u).sum(dim=(1, 2, 3), keepdim=True) * u
+    update = (d64 - par) + p.eta * par
+    return update.to(x_cond.dtype), running
 
 
 def _run_model(model: Model, z: Tensor, logsnr: Tensor, c: Tensor, amp_dtype: str | None) -> Tensor:
@@ -114,6 +185,22 @@ def eps_pair(model: Model, z: Tensor, logsnr: float, plan: RowPlan, need_u: bool
     return eps_c, (both[b:] if n_u == b else eps_c.index_copy(0, plan.rows_u, both[b:]))
 
 
+def eps_guide_pair(model: Model, guide: Model, z: Tensor, logsnr: float, plan: RowPlan, need_u: bool,
+                   amp_dtype: str | None = None) -> tuple[Tensor, Tensor | None]:
+    """(ε_good(z, c), ε_bad(z, c) or None) for autoguidance: one pass of each network, the guide's over plan.rows_u;
+    rows outside plan.rows_u get a copy of ε_good."""
+    b, n_u = z.shape[0], plan.rows_u.numel()
+    assert plan.c.shape == (b,), (plan.c.shape, z.shape)
+    lam = torch.full((b,), float(logsnr), device=z.device)
+    eps_c = _run_model(model, z, lam, plan.c, amp_dtype)
+    if not need_u:
+        return eps_c, None
+    if n_u == b:
+        return eps_c, _run_model(guide, z, lam, plan.c, amp_dtype)
+    eps_g = _run_model(guide, z.index_select(0, plan.rows_u), lam[:n_u], plan.c.index_select(0, plan.rows_u), amp_dtype)
+    return eps_c, eps_c.index_copy(0, plan.rows_u, eps_g)
+
+
 class CFGDenoiser:
     """Classifier-free guidance as a denoiser transform (paper Alg. 2): one batched [cond; uncond] pass per step.
 
@@ -123,24 +210,36 @@ class CFGDenoiser:
     first_step_tiles = n > 1 promises that the rows are n copies of the first B/n (label, seed) pairs and that the
     first call's z is n identical copies (a same-seed grid's shared initial noise): ε_θ then runs on one copy and is
     tiled, bitwise the same result for a batch-invariant model at 1/n of that step's network rows.
+    opts.method picks the rule that combines the two passes: CFG, APG (x̂ space, with its running Δ̄ per row), CFG++
+    (w = its scale in [0, 1]; every row needs ε_θ(z), which DDIM re-noises with) or autoguidance, whose second pass is
+    guide_model(z, c), a weaker conditional model, instead of ε_θ(z).
     """
 
     def __init__(self, model: Model, c: Tensor, w: Tensor, null_label: int, opts: GuidanceOptions = GuidanceOptions(),
-                 first_step_tiles: int = 1):
+                 first_step_tiles: int = 1, guide_model: Model | None = None):
         assert c.dim() == 1 and w.shape == c.shape, (c.shape, w.shape)
         n = first_step_tiles
         assert n >= 1 and c.shape[0] % n == 0, (n, c.shape)
         w_host = w.detach().to("cpu", torch.float64)
         if not torch.isfinite(w_host).all():
             raise ValueError("guidance weights must be finite")
+        cfgpp = opts.method == "cfgpp"
+        if cfgpp and not ((w_host >= 0) & (w_host <= 1)).all():
+            raise ValueError("CFG++'s guidance scale must be in [0, 1]")
+        if (opts.method == "autoguidance") != (guide_model is not None):
+            raise ValueError("autoguidance needs a guide model (a weaker conditional model), and only it takes one")
         if n > 1:  # (a host copy of the labels: one sync on CUDA, before sampling, and only for a tiled grid)
             c_host = c.detach().cpu()
             assert torch.equal(c_host, c_host[: c.shape[0] // n].repeat(n)), "first_step_tiles needs labels tiled like the seeds"
-        self.model, self.opts, self.tiles = model, opts, n
-        self.w = w.to(c.device, torch.float32)
-        self.any_w = bool((w_host != 0).any())
+        self.model, self.guide, self.opts, self.tiles = model, guide_model, opts, n
+        # CFG++ with scale λ forms x̂ from ε_θ(z) + λ (ε_θ(z, c) − ε_θ(z)): CFG's formula at w = λ − 1.
+        self.w = (w - 1.0 if cfgpp else w).to(c.device, torch.float32)
+        self.any_w = cfgpp or bool((w_host != 0).any())
+        self.rows_guided = (w != 0).to(c.device).reshape(-1, 1, 1, 1)
+        self.running: Tensor | None = None  # APG's momentum state Δ̄, one per row
         # Rows with w = 0 need no ε_θ(z): the uncond half covers only the guided rows (host-side index, no syncs).
-        rows_u = torch.arange(c.shape[0]) if opts.always_uncond else torch.nonzero(w_host != 0).flatten()
+        all_u = opts.always_uncond or cfgpp
+        rows_u = torch.arange(c.shape[0]) if all_u else torch.nonzero(w_host != 0).flatten()
         self.plan = row_plan(c, rows_u, null_label)
         # The first step's plan: one copy of the rows, all of which get ε_θ(z); the mask keeps it for guided rows only.
         n_one = c.shape[0] // n
@@ -150,33 +249,51 @@ class CFGDenoiser:
         self.first_mask_u = mask_u.to(c.device).reshape(-1, *([1] * 3))
         self.calls = 0
 
+    def _pair(self, z: Tensor, logsnr: float, plan: RowPlan, need_u: bool) -> tuple[Tensor, Tensor | None]:
+        if self.guide is not None:
+            return eps_guide_pair(self.model, self.guide, z, logsnr, plan, need_u, self.opts.amp_dtype)
+        return eps_pair(self.model, z, logsnr, plan, need_u, self.opts.amp_dtype)
+
+    def _apg(self, z: Tensor, lam0: Tensor, eps_c: Tensor, eps_u: Tensor) -> Tensor:
+        """APG in x̂ space: x̂ = x̂_c + w · update; unguided rows keep ε_θ(z, c) bitwise."""
+        x_c = x_from_eps(z, eps_c, lam0)
+        update, self.running = apg_update(x_c, x_from_eps(z, eps_u, lam0), self.running, self.opts.apg)
+        x = x_c + self.w.reshape(-1, 1, 1, 1) * update
+        return torch.where(self.rows_guided, eps_from_x(z, x, lam0), eps_c)
+
     def __call__(self, z: Tensor, logsnr: float) -> EpsOut:
         opts = self.opts
         assert z.shape[0] == self.plan.c.shape[0], (z.shape, self.plan.c.shape)
         guided = self.any_w and (opts.interval is None or opts.interval[0] <= logsnr <= opts.interval[1])
         need_u = guided or opts.always_uncond
-        # 1. The network: cond only, or cond and (guided rows') uncond in one forward pass; at a tiled grid's first
-        #    step, on one copy of the rows only.
+        lam0 = torch.tensor(float(logsnr), dtype=torch.float64)
+        # 1. The networks: cond only, or cond and (guided rows') uncond (autoguidance: the guide model's) pass; at a
+        #    tiled grid's first step, on one copy of the rows only.
         if self.calls == 0 and self.tiles > 1:
             n_one = z.shape[0] // self.tiles
-            eps_c, eps_u = eps_pair(self.model, z[:n_one], logsnr, self.first_plan, need_u, opts.amp_dtype)
+            eps_c, eps_u = self._pair(z[:n_one], logsnr, self.first_plan, need_u)
             eps_c = eps_c.repeat(self.tiles, 1, 1, 1)
             if eps_u is not None:
                 eps_u = torch.where(self.first_mask_u, eps_u.repeat(self.tiles, 1, 1, 1), eps_c)
         else:
-            eps_c, eps_u = eps_pair(self.model, z, logsnr, self.plan, need_u, opts.amp_dtype)
+            eps_c, eps_u = self._pair(z, logsnr, self.plan, need_u)
         self.calls += 1
-        eps = cfg_combine(eps_c, eps_u, self.w) if guided else eps_c
-        # 2. The x̂-space variants, then back to ε.
+        # 2. The method's combination: APG in x̂ space, otherwise Eq. 6 (CFG, CFG++ at w = λ − 1, autoguidance).
+        if not guided:
+            eps = eps_c
+        elif opts.method == "apg":
+            eps = self._apg(z, lam0, eps_c, eps_u)
+        else:
+            eps = cfg_combine(eps_c, eps_u, self.w)
+        # 3. The x̂-space variants, then back to ε.
         if (guided and opts.rescale_phi > 0) or opts.dynamic_threshold is not None:
-            lam0 = torch.tensor(float(logsnr), dtype=torch.float64)
             x = x_from_eps(z, eps, lam0)
             if guided and opts.rescale_phi > 0:
                 x = rescale_x(x, x_from_eps(z, eps_c, lam0), opts.rescale_phi)
             if opts.dynamic_threshold is not None:
                 x = dynamic_threshold_x(x, opts.dynamic_threshold)
             eps = eps_from_x(z, x, lam0)
-        return EpsOut(eps, eps_c, eps_u)
+        return EpsOut(eps, eps_c, eps_u, eps_u if guided and opts.method == "cfgpp" else None)
 
 
 LogProb = Callable[[Tensor, Tensor, Tensor], Tensor]

@@ -1,7 +1,8 @@
 """Samplers as plain functions over a denoiser (k-diffusion style), in the paper's log-SNR notation.
 
 sample_ancestral: the paper's sampler (Ho & Salimans 2021, Alg. 2), variance (σ̃²)^{1−v} (σ²_{λ|λ'})^v.
-sample_ddim: deterministic DDIM (Song et al. 2021), the probability-flow discretisation.
+sample_ddim: deterministic DDIM (Song et al. 2021), the probability-flow discretisation; with a denoiser that sets
+    eps_renoise, the CFG++ update (Chung et al. 2024, Alg. 1).
 generate: a same-seed (n_w × n_seeds) grid in one batched run per step.
 """
 from __future__ import annotations
@@ -44,6 +45,8 @@ def sample_ancestral(denoiser: Denoiser, z: Tensor, steps: int, noise: SeededNoi
             lam, lam_next = lams[i], lams[i + 1]
             # 1. Guided ε̃ at λ_i, and x̂ = (z − σ ε̃) / α.
             out = denoiser(z, lam)
+            if out.eps_renoise is not None:
+                raise ValueError("this denoiser re-noises with its own ε (CFG++), which is defined for DDIM only")
             lam_t = torch.tensor(lam, dtype=torch.float64)
             x_raw = x_from_eps(z, out.eps, lam_t)
             x = x_raw.clamp(-1.0, 1.0) if clip_x else x_raw
@@ -77,6 +80,8 @@ def sample_ddim(denoiser: Denoiser, z: Tensor, steps: int, noise: SeededNoise | 
             if i == steps - 1:
                 return x
             eps = eps_from_x(z, x, lam_t) if clip_x else out.eps
+            if out.eps_renoise is not None:  # CFG++: re-noise with ε_θ(z), carrying over clipping's correction to ε̃
+                eps = eps + (out.eps_renoise - out.eps) if clip_x else out.eps_renoise
             # 2. Jump to λ_{i+1} along the predicted (x̂, ε̂).
             z = diffuse(x, torch.tensor(lam_next, dtype=torch.float64), eps)
     raise AssertionError("unreachable")
@@ -108,16 +113,19 @@ def _grid_inputs(model, seeds: list[int], labels: list[int], ws: list[float],
 
 def generate(model, seeds: list[int], labels: list[int], ws: list[float], steps: int, sampler: str = "ddim",
              v: float = 0.3, noise_cfg: NoiseConfig = NoiseConfig(), opts: GuidanceOptions = GuidanceOptions(),
-             clip_x: bool = True, callback: Callback | None = None) -> Tensor:
+             clip_x: bool = True, callback: Callback | None = None, guide_model=None) -> Tensor:
     """A same-seed grid: images (n_w, n_seeds, C, H, W) in [−1, 1]; row j uses w = ws[j] on every seed.
 
     Sample (j, i) depends only on seeds[i], labels[i] and ws[j]: all rows share the seeds' noise streams.
+    opts.method picks the guidance rule; autoguidance takes its weaker model as guide_model.
     """
+    if opts.method == "cfgpp" and sampler != "ddim":
+        raise ValueError("CFG++ is defined for DDIM only (Chung et al. 2024): choose the ddim sampler")
     noise, c, w = _grid_inputs(model, seeds, labels, ws, noise_cfg)
     # Every w row starts from the same seeds' initial noise (SeededNoise draws it once and tiles it), so the first
     # step's network pass runs on one copy of the rows and is tiled: bitwise the same, 1/n_w of that step's rows.
     assert noise.tiles == len(ws) and len(noise) == c.shape[0], (noise.tiles, len(ws))
-    den = CFGDenoiser(model, c, w, model.cfg.null_label, opts, first_step_tiles=noise.tiles)
+    den = CFGDenoiser(model, c, w, model.cfg.null_label, opts, first_step_tiles=noise.tiles, guide_model=guide_model)
     x = run_sampler(sampler, den, noise, steps, v, clip_x, callback, model.cfg.logsnr_range)
     return x.reshape(len(ws), len(seeds), *x.shape[1:])
 

@@ -15,7 +15,8 @@ from PIL import Image
 
 from core.data import load_split, to_uint8
 from core.diffusion import alpha_sigma
-from core.guidance import GuidanceOptions, cfg_combine, classifier_log_prob, implicit_classifier_grad
+from core.guidance import (DYNAMIC_THRESHOLD_P, GUIDANCE_INTERVAL, GuidanceOptions, cfg_combine, classifier_log_prob,
+                           implicit_classifier_grad)
 from core.images import grid_image
 from core.metrics import colour_stats
 from core.noise import NoiseConfig
@@ -370,8 +371,8 @@ def saturation_lab(rt: Runtime, cls, seed_start, n_seeds, w_list, dyn_threshold:
     phi = check_unit(rescale_phi, "CFG-rescale φ")
     steps, sampler = check_steps(steps), check_sampler(sampler)
     check_grid_size(2 * len(ws), n)
-    opts = GuidanceOptions(dynamic_threshold=0.995 if dyn_threshold else None, rescale_phi=phi,
-                           interval=(-4.0, 6.0) if use_interval else None)
+    opts = GuidanceOptions(dynamic_threshold=DYNAMIC_THRESHOLD_P if dyn_threshold else None, rescale_phi=phi,
+                           interval=GUIDANCE_INTERVAL if use_interval else None)
     remedy = any([dyn_threshold, phi > 0, use_interval])
     seeds = list(range(s0, s0 + n))
     t = time.perf_counter()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from core.guidance import GUIDANCE_INTERVAL, RESCALE_PHI
 from core.sampling import SAMPLERS
 from demo import handlers as H
 from demo import plots, texts
@@ -189,7 +190,7 @@ def _saturation_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
     with gr.Row():
         dyn = gr.Checkbox(False, label="dynamic thresholding (p = 99.5 %)")
         phi = Slider(0, 1, value=0, step=0.05, label="CFG-rescale φ (0 = off)")
-        interval = gr.Checkbox(False, label="guidance interval λ ∈ [−4, 6]")
+        interval = gr.Checkbox(False, label=f"guidance interval λ ∈ [{GUIDANCE_INTERVAL[0]:g}, {GUIDANCE_INTERVAL[1]:g}]")
     sampler, steps = _sampler_steps()
     btn = gr.Button("Generate", variant="primary")
     img = gr.Image(label="samples (rows: w, and w + remedy when toggled)", format="png", type="pil",
@@ -206,11 +207,12 @@ def _saturation_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
     gr.Examples([[0, 0, 6, "4, 8", True, 0.0, False, 10, "ddim", rt.default]], inputs, outputs,
                 fn=partial(H.saturation_lab, rt), cache_examples=True, cache_mode="lazy",
                 label="Saturation at w = 8 (with and without dynamic thresholding)", elem_id="preset-saturation")
-    colour = _colour_model(rt)
-    if colour is not None:
-        gr.Examples([[0, 0, 6, "0, 8", False, 0.7, False, 64, "ancestral", colour]], inputs, outputs,
+    colour_model = _colour_model(rt)
+    if colour_model is not None:
+        gr.Examples([[0, 0, 6, "0, 8", False, RESCALE_PHI, False, 64, "ancestral", colour_model]], inputs, outputs,
                     fn=partial(H.saturation_lab, rt), cache_examples=True, cache_mode="lazy",
-                    label=f"Saturation at w = 8 and its remedy, CFG-rescale ({colour})", elem_id="preset-colour-saturation")
+                    label=f"Saturation at w = 8 and its remedy, CFG-rescale ({colour_model})",
+                    elem_id="preset-colour-saturation")
 
 
 def _curves_tab(rt: Runtime, model):
