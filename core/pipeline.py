@@ -1,5 +1,5 @@
 """Loading a shipped model by name onto the chosen device: the CFG model (batch-invariant), both classifiers and the
-reference statistics, as the model's card in core.registry describes them."""
+reference statistics, as the model's card in core.registry describes them, and autoguidance's weaker model if shipped."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ class Pipeline:
     noisy_classifier: ImageClassifier
     ref: dict
     device: torch.device
+    guide: FixedBatch | None = None  # autoguidance's weaker conditional model (assets/NAME_bad.*), when shipped
 
     def features(self, x: Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(features, class probabilities) of images x (N, C, H, W) in [−1, 1] by the model's metric classifier."""
@@ -46,4 +47,6 @@ def load_pipeline(name: str = DEFAULT_MODEL, device: str = "auto", assets: Path 
     model = FixedBatch(unet, chunk or default_chunk(dev)).eval()
     cls = load_model(card.stem("classifier"), dev)
     ncls = load_model(card.stem("noisy_classifier"), dev)
-    return Pipeline(card, model, cls, ncls, prepare_ref(load_ref_stats(card.ref_stats_path)), dev)
+    bad = card.stem("bad")
+    guide = FixedBatch(load_model(bad, dev), model.chunk).eval() if bad.with_suffix(".safetensors").is_file() else None
+    return Pipeline(card, model, cls, ncls, prepare_ref(load_ref_stats(card.ref_stats_path)), dev, guide)

@@ -3,8 +3,8 @@
     python -m core.sample --model digits --classes 3 --w 0 0.5 1 3 --seeds 0-7 --steps 64 --sampler ancestral \\
         --out grid.png --npz grid.npz
 
-The npz holds images (uint8: (n_w, n_seeds, H, W) for one channel, (n_w, n_seeds, H, W, 3) for RGB), w, seeds, labels
-and class_names.
+The npz holds images (uint8: (n_w, n_seeds, H, W) for one channel, (n_w, n_seeds, H, W, 3) for RGB), w, seeds, labels,
+class_names, and the guidance method with its parameters (--method cfg|apg|cfgpp|autoguidance).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from core.checkpoint import ASSETS
 from core.data import to_uint8
+from core.guidance import METHODS, APGParams, GuidanceOptions
 from core.images import grid_image
 from core.noise import NoiseConfig
 from core.sampling import SAMPLERS, generate
@@ -54,6 +55,38 @@ def broadcast_classes(classes: list[int], n_seeds: int, num_classes: int) -> lis
     return list(classes)
 
 
+def add_method_args(ap: argparse.ArgumentParser) -> None:
+    """--method and its parameters (APG's η, r, β), shared by the sample and sweep CLIs."""
+    d = APGParams()
+    ap.add_argument("--method", choices=METHODS, default="cfg",
+                    help="guidance rule: cfg (Ho & Salimans), apg (Sadat et al.), cfgpp (Chung et al.; DDIM only, w = "
+                         "its scale in [0, 1]), autoguidance (Karras et al.; the model's shipped weaker model)")
+    ap.add_argument("--apg-eta", type=float, default=d.eta, help="APG η: weight of the parallel part")
+    ap.add_argument("--apg-r", type=float, default=d.norm_bound, help="APG r: norm bound of the update (0 = none)")
+    ap.add_argument("--apg-beta", type=float, default=d.momentum, help="APG β: momentum (negative = reverse)")
+
+
+def method_options(a: argparse.Namespace) -> GuidanceOptions:
+    """The GuidanceOptions of parsed --method arguments."""
+    return GuidanceOptions(method=a.method, apg=APGParams(a.apg_eta, a.apg_r or None, a.apg_beta))
+
+
+def method_record(opts: GuidanceOptions) -> dict:
+    """The method and its parameters, as stored next to samples (npz) and in sweep rows."""
+    return {"method": opts.method, "apg_eta": opts.apg.eta, "apg_r": opts.apg.norm_bound or 0.0,
+            "apg_beta": opts.apg.momentum}
+
+
+def guide_for(pipe, method: str):
+    """The pipeline's weaker model when the method is autoguidance (a clear error if none is shipped), else None."""
+    if method != "autoguidance":
+        return None
+    if pipe.guide is None:
+        raise ValueError(f"autoguidance needs a weaker model, and none is shipped for {pipe.card.name!r} "
+                         f"({pipe.card.stem('bad').name}.safetensors)")
+    return pipe.guide
+
+
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     from core.pipeline import load_pipeline
@@ -74,21 +107,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=Path("grid.png"))
     ap.add_argument("--npz", type=Path, default=None)
+    add_method_args(ap)
     a = ap.parse_args(argv)
+    opts = method_options(a)
     seeds = parse_seeds(a.seeds)
     pipe = load_pipeline(a.model, a.device, a.assets)
     labels = broadcast_classes(a.classes, len(seeds), pipe.card.num_classes)
     t = time.perf_counter()
-    x = generate(pipe.model, seeds, labels, a.w, a.steps, a.sampler, a.v, NoiseConfig(a.truncation, a.temperature))
+    x = generate(pipe.model, seeds, labels, a.w, a.steps, a.sampler, a.v, NoiseConfig(a.truncation, a.temperature),
+                 opts, guide_model=guide_for(pipe, a.method))
     dt = time.perf_counter() - t
     u8 = to_uint8(x.reshape(-1, *x.shape[2:]))
     imgs = u8.reshape(len(a.w), len(seeds), *u8.shape[1:])
-    rows = [f"w={w:g} s={1 + w:g}" for w in a.w]
+    rows = [f"w={w:g} s={1 + w:g}" if a.method != "cfgpp" else f"CFG++ {w:g}" for w in a.w]
     cols = [f"{s}:{c}" for s, c in zip(seeds, labels)]
     grid_image(imgs, a.scale, rows, cols).save(a.out, format="PNG")
     if a.npz:
         np.savez_compressed(a.npz, images=imgs, w=np.asarray(a.w, np.float64), seeds=np.asarray(seeds, np.int64),
-                            labels=np.asarray(labels, np.int64), class_names=np.asarray(pipe.card.class_names))
+                            labels=np.asarray(labels, np.int64), class_names=np.asarray(pipe.card.class_names),
+                            **{k: np.asarray(v) for k, v in method_record(opts).items()})
     print(f"{len(a.w)}×{len(seeds)} samples, {a.steps} {a.sampler} steps, {dt:.2f} s → {a.out}" + (f", {a.npz}" if a.npz else ""))
 
 

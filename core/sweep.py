@@ -25,13 +25,14 @@ from core.data import to_uint8
 from core.metrics import (colour_stats, feature_stats, frechet_distance, inception_score, kernel_inception_distance,
                           prepare_ref)
 from core.noise import NoiseConfig
+from core.sample import add_method_args, guide_for, method_options, method_record
 from core.sampling import SAMPLERS, generate
 
 Features = Callable[[Tensor], "tuple[np.ndarray, np.ndarray]"]  # images → (features (N, d), class probabilities (N, K))
 
 COLOUR_FIELDS = ["mean_saturation", "saturated_share", "colourfulness", "clipped_share"]  # core.metrics.colour_stats
 CSV_FIELDS = ["label", "w", "s", "truncation", "temperature", "FID", "IS", "IS_std", "KID", "KID_std", "accuracy",
-              *COLOUR_FIELDS, "N", "steps", "sampler", "seconds"]
+              *COLOUR_FIELDS, "N", "steps", "sampler", "seconds", "method", "apg_eta", "apg_r", "apg_beta"]
 
 
 @dataclass(frozen=True)
@@ -106,14 +107,14 @@ class PointResult:
                                                            scale=float(ref["kid_scale"]))
         self.metrics_n = f.shape[0]
 
-    def row(self, steps: int, sampler: str) -> dict:
-        """A CSV row (steps and sampler are the sweep's)."""
+    def row(self, steps: int, sampler: str, opts: GuidanceOptions = GuidanceOptions()) -> dict:
+        """A CSV row (steps, sampler and the guidance method are the sweep's)."""
         p = self.point
         return {"label": p.label, "w": p.w, "s": 1 + p.w, "truncation": p.noise.truncation if p.noise.truncation else "",
                 "temperature": p.noise.temperature, "FID": self.fid, "IS": self.is_mean, "IS_std": self.is_std,
                 "KID": self.kid, "KID_std": self.kid_std, "accuracy": self.correct / max(1, self.n),
                 **{k: self.colour_sums[k] / self.n if k in self.colour_sums else "" for k in COLOUR_FIELDS}, "N": self.n, "steps": steps, "sampler": sampler,
-                "seconds": round(self.seconds, 2)}
+                "seconds": round(self.seconds, 2), **method_record(opts)}
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ class SweepUpdate:
         """CSV rows of every point, computing any metrics not yet up to date (lazy_metrics streams)."""
         for r in self.results:
             r.update_metrics(self.ref, self.cfg.kid_subsets, self.cfg.kid_subset_size)
-        return [r.row(self.cfg.steps, self.cfg.sampler) for r in self.results]
+        return [r.row(self.cfg.steps, self.cfg.sampler, self.cfg.opts) for r in self.results]
 
 
 def chunk_aligned_size(size: int, rows_per_seed: list[int], chunk: int, lo: int, hi: int) -> int:
@@ -185,12 +186,13 @@ def chunk_aligned_size(size: int, rows_per_seed: list[int], chunk: int, lo: int,
     return min(cands, key=lambda s: (round(waste(s), 3), abs(s - size)))
 
 
-def sweep_stream(model, features: Features, ref: dict, cfg: SweepConfig) -> Iterator[SweepUpdate]:
+def sweep_stream(model, features: Features, ref: dict, cfg: SweepConfig, guide_model=None) -> Iterator[SweepUpdate]:
     """Yield updated FID/IS/KID curves after every batch of seeds; all points share the same seeds.
 
     Points with the same noise config run as one batched w-grid; labels are seed mod K (the model's classes).
     features(x) → (feats, probs), e.g. Pipeline.features or InceptionFeatures; ref: metrics.prepare_ref's statistics.
     Stopping iteration (close()) stops the work before the next batch. Results do not depend on batch sizes.
+    guide_model: autoguidance's weaker model (cfg.opts.method == "autoguidance").
     """
     ref = prepare_ref(ref)
     points = cfg.points
@@ -214,7 +216,7 @@ def sweep_stream(model, features: Features, ref: dict, cfg: SweepConfig) -> Iter
         for noise_cfg, idx in groups.items():
             t = time.perf_counter()
             x = generate(model, seeds, labels, [points[i].w for i in idx], cfg.steps, cfg.sampler, cfg.v, noise_cfg,
-                         cfg.opts)
+                         cfg.opts, guide_model=guide_model)
             t_gen += time.perf_counter() - t
             dt = (time.perf_counter() - t) / len(idx)
             # 2. Features and probabilities, then the running metrics of each point.
@@ -236,7 +238,7 @@ def sweep_stream(model, features: Features, ref: dict, cfg: SweepConfig) -> Iter
         yield SweepUpdate(results, start, time.perf_counter() - t0, cfg, ref)
 
 
-def sharded_sweep(model, features: Features, ref: dict, cfg: SweepConfig) -> list[PointResult] | None:
+def sharded_sweep(model, features: Features, ref: dict, cfg: SweepConfig, guide_model=None) -> list[PointResult] | None:
     """This rank's contiguous block of the seeds, gathered to rank 0, which computes the metrics (None elsewhere).
 
     The result equals the single-process sweep over the same seeds (a test runs 2 gloo processes).
@@ -246,7 +248,7 @@ def sharded_sweep(model, features: Features, ref: dict, cfg: SweepConfig) -> lis
     mine = None
     if count:
         block = replace(cfg, n=count, seed_offset=cfg.seed_offset + start, first_batch=None, lazy_metrics=True)
-        *_, last = sweep_stream(model, features, ref, block)
+        *_, last = sweep_stream(model, features, ref, block, guide_model)
         mine = last.results
     parts = distributed.gather_to_rank0(mine)
     if parts is None:
@@ -301,9 +303,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--chunk", type=int, default=None, help="fixed network batch (default 16 on CPU, 256 on CUDA)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the network (with CUDA graphs on a GPU)")
     ap.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast the network on CUDA")
+    add_method_args(ap)
     a = ap.parse_args(argv)
+    opts = replace(method_options(a), amp_dtype=a.amp)
     cfg = SweepConfig(tuple(parse_points(a.w, a.truncation, a.temperature)), a.n, a.steps, a.sampler, a.v, a.batch,
-                      first_batch=None, opts=GuidanceOptions(amp_dtype=a.amp))
+                      first_batch=None, opts=opts)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun: shard the seeds across ranks
         _main_distributed(a, cfg)
         return
@@ -319,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
         ref = {"mu": mu, "sigma": sigma, "features": f_real}
     bar = tqdm(total=a.n, desc=f"sweep {len(cfg.points)} points × N={a.n}")
     last = None
-    for upd in sweep_stream(pipe.model, features, ref, cfg):
+    for upd in sweep_stream(pipe.model, features, ref, cfg, guide_for(pipe, a.method)):
         bar.update(upd.done - bar.n)
         write_csv(a.out, upd.rows())  # partial results survive an interrupted run
         last = upd
@@ -355,9 +359,9 @@ def _main_distributed(a, cfg: SweepConfig) -> None:
     rank, world, dev = distributed.init_from_env()
     pipe = _load(str(dev), a)
     t = time.perf_counter()
-    results = sharded_sweep(pipe.model, pipe.features, pipe.ref, cfg)
+    results = sharded_sweep(pipe.model, pipe.features, pipe.ref, cfg, guide_for(pipe, a.method))
     if rank == 0:
-        _report(a, [r.row(a.steps, a.sampler) for r in results], time.perf_counter() - t)
+        _report(a, [r.row(a.steps, a.sampler, cfg.opts) for r in results], time.perf_counter() - t)
     distributed.finish()
 
 

@@ -123,3 +123,32 @@ def test_sweep_cli_with_inception_uses_its_features(tmp_path, pipeline, fake_inc
     cfg = SweepConfig((SweepPoint(0.0), SweepPoint(2.0)), 10, 3, "ddim", batch=10, first_batch=None)
     *_, last = sweep_stream(pipeline.model, feats, ref, cfg)
     assert_rows_match(read_rows(out), last.results, 3, "ddim")
+
+
+def test_sample_and_sweep_clis_take_a_guidance_method(tmp_path, pipeline):
+    """--method apg (with its η, r, β) gives generate()'s APG pixels and records the method; bad choices are clear."""
+    from core.guidance import APGParams, GuidanceOptions
+    from core.sample import main as sample_main
+    from core.sweep import main as sweep_main
+
+    npz = tmp_path / "apg.npz"
+    sample_main(["--classes", "2", "--w", "0", "4", "--seeds", "1-2", "--steps", "3", "--sampler", "ddim", "--method",
+                 "apg", "--apg-eta", "0.5", "--apg-r", "3", "--apg-beta", "-0.5", "--out", str(tmp_path / "a.png"),
+                 "--npz", str(npz), "--device", "cpu"])
+    opts = GuidanceOptions(method="apg", apg=APGParams(0.5, 3.0, -0.5))
+    x = generate(pipeline.model, [1, 2], [2, 2], [0.0, 4.0], 3, "ddim", opts=opts)
+    with np.load(npz) as f:
+        assert np.array_equal(f["images"], to_uint8(x.reshape(-1, *x.shape[2:])).reshape(2, 2, 28, 28))
+        assert str(f["method"]) == "apg" and (float(f["apg_eta"]), float(f["apg_r"]), float(f["apg_beta"])) == (0.5, 3, -0.5)
+    out = tmp_path / "pp.csv"
+    sweep_main(["--w", "0", "1", "--n", "4", "--steps", "3", "--sampler", "ddim", "--method", "cfgpp", "--out", str(out),
+                "--device", "cpu"])
+    rows = read_rows(out)
+    assert [r["method"] for r in rows] == ["cfgpp", "cfgpp"] and float(rows[1]["accuracy"]) >= 0
+    with pytest.raises(ValueError, match="CFG\\+\\+ is defined for DDIM only"):
+        sweep_main(["--w", "0.5", "--n", "2", "--steps", "3", "--sampler", "ancestral", "--method", "cfgpp",
+                    "--out", str(out), "--device", "cpu"])
+    if pipeline.guide is None:
+        with pytest.raises(ValueError, match="autoguidance needs a weaker model, and none is shipped for 'digits'"):
+            sample_main(["--method", "autoguidance", "--seeds", "0", "--steps", "2", "--out", str(tmp_path / "b.png"),
+                         "--device", "cpu"])
