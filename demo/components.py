@@ -44,3 +44,12 @@ class Dropdown(gr.Dropdown):
 
     def preprocess(self, payload):
         return payload
+
+
+class CheckboxGroup(gr.CheckboxGroup):
+    """gr.CheckboxGroup without Gradio's choice check."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        return payload

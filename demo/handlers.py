@@ -15,8 +15,8 @@ from PIL import Image
 
 from core.data import load_split, to_uint8
 from core.diffusion import alpha_sigma
-from core.guidance import (DYNAMIC_THRESHOLD_P, GUIDANCE_INTERVAL, GuidanceOptions, cfg_combine, classifier_log_prob,
-                           implicit_classifier_grad)
+from core.guidance import (DYNAMIC_THRESHOLD_P, GUIDANCE_INTERVAL, APGParams, GuidanceOptions, cfg_combine,
+                           classifier_log_prob, implicit_classifier_grad)
 from core.images import grid_image
 from core.metrics import colour_stats
 from core.noise import NoiseConfig
@@ -26,8 +26,8 @@ from core.sweep import SweepConfig, SweepPoint, SweepUpdate, sweep_stream, write
 from demo import plots
 from demo.runtime import ModelSlot, Runtime
 from demo.validate import (MAX_CURVE_POINTS, check_class, check_curve_n, check_grid_size, check_int, check_model,
-                           check_n_seeds, check_sampler, check_seed, check_steps, check_threshold, check_unit, check_v,
-                           check_w, parse_w_list)
+                           check_n_seeds, check_range, check_sampler, check_seed, check_steps, check_threshold,
+                           check_unit, check_v, check_w, parse_w_list)
 
 DEFAULT_STEPS = 10
 ROW_SEEDS = 8
@@ -248,7 +248,8 @@ def _locked_sweep(slot: ModelSlot, cfg: SweepConfig) -> Iterator[SweepUpdate]:
     released. (Computing them in a thread beside the sampler was tried: numpy's and torch's threads then fight over
     the 2 cores, 1.2× slower.)
     """
-    stream = sweep_stream(slot.pipe.model, slot.pipe.features, slot.pipe.ref, cfg)
+    guide = slot.pipe.guide if cfg.opts.method == "autoguidance" else None
+    stream = sweep_stream(slot.pipe.model, slot.pipe.features, slot.pipe.ref, cfg, guide)
     with slot.curves_lock:
         slot.curves += 1
     try:
@@ -264,9 +265,10 @@ def _locked_sweep(slot: ModelSlot, cfg: SweepConfig) -> Iterator[SweepUpdate]:
             slot.curves -= 1
 
 
-def _live_config(points: list[SweepPoint], n: int, steps: int, sampler: str, first_batch: int) -> SweepConfig:
+def _live_config(points: list[SweepPoint], n: int, steps: int, sampler: str, first_batch: int,
+                 opts: GuidanceOptions = GuidanceOptions()) -> SweepConfig:
     return SweepConfig(tuple(points), n, steps, sampler, batch=100, first_batch=first_batch, kid_subsets=10,
-                       kid_subset_size=200, target_batch_seconds=4.0, lazy_metrics=True)
+                       kid_subset_size=200, target_batch_seconds=4.0, lazy_metrics=True, opts=opts)
 
 
 def truncation_compare(rt: Runtime, cls, seed_start, n_seeds, thresholds_text, temperature, w_list, steps, sampler: str,
@@ -443,3 +445,114 @@ def initial_curves(rt: Runtime, sampler: str = "ddim", steps=DEFAULT_STEPS, mode
     card = rt.card(check_model(model, rt.names))
     empty = plots.Sweep("live", check_sampler(sampler), check_steps(steps), 0, [])
     return plots.curves_figure(empty, plots.shipped_sweeps(card), card)
+
+
+# ---------------------------------------------------------------- tab 8: beyond CFG (APG, CFG++, autoguidance)
+
+METHOD_KEYS = {"CFG": "cfg", "APG": "apg", "CFG++": "cfgpp", "autoguidance": "autoguidance"}
+PLANE_POINTS = {"cfg": (0.0, 0.5, 1.0, 3.0), "apg": (1.0, 3.0, 8.0), "cfgpp": (0.2, 0.6, 1.0),
+                "autoguidance": (0.5, 1.0, 3.0)}  # the live FID–IS plane's w (CFG++: its scale) per method
+
+
+def method_choices(rt: Runtime, model=DEFAULT_MODEL) -> list[str]:
+    """The methods the model can run: autoguidance only where its weaker model is shipped."""
+    slot = _slot(rt, model)
+    return [m for m in METHOD_KEYS if m != "autoguidance" or slot.pipe.guide is not None]
+
+
+def method_choices_update(rt: Runtime, model, current) -> dict:
+    """The method boxes follow the model selector: its methods, keeping the ticked ones it has."""
+    choices = method_choices(rt, model)
+    return gr.update(choices=choices, value=[m for m in (current or []) if m in choices] or ["CFG"])
+
+
+def _method_options(slot: ModelSlot, methods, apg_eta, apg_r, apg_beta) -> list[tuple[str, GuidanceOptions]]:
+    """Validated (name, options) per ticked method."""
+    if isinstance(methods, str):
+        methods = [methods]
+    if not methods:
+        raise gr.Error("tick at least one method: CFG, APG, CFG++ or autoguidance")
+    unknown = [m for m in methods if m not in METHOD_KEYS]
+    if unknown:
+        raise gr.Error(f"unknown method {unknown[0]!r}: choose from {', '.join(METHOD_KEYS)}")
+    if "autoguidance" in methods and slot.pipe.guide is None:
+        raise gr.Error(f"autoguidance needs a weaker model, and none is shipped for {slot.card.name!r} yet")
+    eta = check_unit(apg_eta, "APG η")
+    r = check_range(apg_r, "APG norm bound r (0 = none)", 0.0, 1000.0)
+    beta = check_range(apg_beta, "APG momentum β", -0.99, 0.0)
+    apg = APGParams(eta, r or None, beta)
+    return [(m, GuidanceOptions(method=METHOD_KEYS[m], apg=apg)) for m in dict.fromkeys(methods)]
+
+
+def _cfgpp_scales(text) -> list[float]:
+    items = [t for t in str(text if text is not None else "").replace(" ", ",").split(",") if t.strip()]
+    if not items or len(items) > 6:
+        raise gr.Error("give 1 to 6 CFG++ scales in [0, 1], e.g. 0.2, 0.6, 1")
+    return [check_unit(t, "CFG++ scale") for t in items]
+
+
+def _row_stats(slot: ModelSlot, x: torch.Tensor, labels: list[int]) -> tuple[float, float]:
+    """(class accuracy by the metric classifier, colour: mean HSV saturation / grey: share of pixels at 0 or 255)."""
+    _, probs = slot.pipe.features(x)
+    u8 = to_uint8(x)
+    sat = colour_stats(u8)["mean_saturation"] if u8.ndim == 4 else float(((u8 == 0) | (u8 == 255)).mean())
+    return float((probs.argmax(1) == np.asarray(labels)).mean()), sat
+
+
+def beyond_cfg(rt: Runtime, methods, cls, seed_start, n_seeds, w_list, cfgpp_scales, apg_eta, apg_r, apg_beta, steps,
+               model=DEFAULT_MODEL) -> tuple[Image.Image, object, str]:
+    """Rows = method × w on the same seeds (DDIM, which CFG++ needs); per row the class accuracy and saturation."""
+    slot = _slot(rt, model)
+    chosen = _method_options(slot, methods, apg_eta, apg_r, apg_beta)
+    c, s0, n = check_class(cls, slot.card.num_classes), check_seed(seed_start), check_n_seeds(n_seeds)
+    ws, pp = parse_w_list(w_list, max_values=6), _cfgpp_scales(cfgpp_scales)
+    steps = check_steps(steps)
+    check_grid_size(sum(len(pp) if m == "CFG++" else len(ws) for m, _ in chosen), n)
+    seeds, labels = list(range(s0, s0 + n)), [c] * n
+    rows, names, stats = [], [], {}
+    t = time.perf_counter()
+    for name, opts in chosen:
+        grid_ws = pp if name == "CFG++" else ws
+        with slot.lock:
+            guide = slot.pipe.guide if opts.method == "autoguidance" else None
+            x = generate(slot.pipe.model, seeds, labels, grid_ws, steps, "ddim", opts=opts, guide_model=guide)
+        for w, xj in zip(grid_ws, x):
+            rows.append(xj)
+            names.append(f"{name} " + (f"scale={w:g}" if name == "CFG++" else f"w={w:g}"))
+            stats.setdefault(name, []).append((w, *_row_stats(slot, xj, labels)))
+    dt = time.perf_counter() - t
+    img = grid_image(_u8(torch.stack(rows)), 3, names)
+    colour = slot.card.channels == 3
+    fig = plots.method_tradeoff_figure(stats, "mean HSV saturation" if colour else "share of pixels at 0 or 255")
+    table = "  \n".join(f"**{m}**: " + ", ".join(f"{'scale' if m == 'CFG++' else 'w'}={w:g}: accuracy {100 * a:.0f} %, "
+                                                   f"{'saturation' if colour else 'clipped'} {sat:.3f}" for w, a, sat in v)
+                         for m, v in stats.items())
+    return img, fig, _info("DDIM for every method (CFG++ is defined for DDIM only)", len(rows) * n, 2 * steps, dt) + \
+        "  \n" + table
+
+
+def beyond_plane(rt: Runtime, n, steps, methods, apg_eta, apg_r, apg_beta, model=DEFAULT_MODEL,
+                 progress=gr.Progress()):
+    """Every ticked method's FID-vs-IS curve, recomputed live on the same seeds (streaming), over the shipped ones."""
+    slot = _slot(rt, model)
+    chosen = _method_options(slot, methods, apg_eta, apg_r, apg_beta)
+    n, steps = check_curve_n(n), check_steps(steps)
+    curves: dict[str, list[dict]] = {}
+    t = time.perf_counter()
+    for k, (name, opts) in enumerate(chosen):
+        points = [SweepPoint(w) for w in PLANE_POINTS[opts.method]]
+        updates = _locked_sweep(slot, _live_config(points, n, steps, "ddim", first_batch=4, opts=opts))
+        try:
+            for upd in updates:
+                progress((k + upd.done / upd.total) / len(chosen), desc=f"{name}: N = {upd.done}/{upd.total}")
+                curves[name] = upd.rows()
+                yield (plots.method_plane_figure(curves, plots.shipped_method_rows(slot.card), slot.card),
+                       f"{name}: N = {upd.done} of {upd.total} per point · {time.perf_counter() - t:.1f} s")
+        finally:
+            updates.close()
+
+
+def precomputed_plane(rt: Runtime, model=DEFAULT_MODEL) -> object:
+    """The shipped sweeps' FID-vs-IS curves, one per method."""
+    card = rt.card(check_model(model, rt.names))
+    return plots.method_plane_figure({}, plots.shipped_method_rows(card), card)

@@ -284,3 +284,54 @@ SCRUB_JS = """
   if (lab) lab.textContent = `w = ${ws[best]}, s = ${1 + ws[best]} (nearest precomputed to ${w})`;
 }
 """
+
+
+METHOD_COLOURS = {"CFG": "#1f77b4", "APG": "#2ca02c", "CFG++": "#d62728", "autoguidance": "#9467bd"}
+METHOD_NAMES = {"cfg": "CFG", "apg": "APG", "cfgpp": "CFG++", "autoguidance": "autoguidance"}
+
+
+def method_tradeoff_figure(stats: dict[str, list[tuple[float, float, float]]], x_title: str) -> go.Figure:
+    """Per method, class accuracy against saturation, one point per w (CFG++: per scale): up and left is better."""
+    fig = go.Figure()
+    for name, pts in stats.items():
+        fig.add_trace(go.Scatter(x=[p[2] for p in pts], y=[100 * p[1] for p in pts], mode="lines+markers+text",
+                                 text=[f"{p[0]:g}" for p in pts], textposition="top center", name=name,
+                                 line=dict(color=METHOD_COLOURS.get(name))))
+    fig.update_layout(title="class accuracy vs saturation, per method (labels: w, or CFG++'s scale)",
+                      xaxis_title=x_title, yaxis_title="class accuracy (%) by our classifier", height=380,
+                      margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def shipped_method_rows(card: ModelCard) -> dict[str, list[dict]]:
+    """The guidance-weight rows (no truncation, temperature 1) of the model's shipped DDIM sweeps, by method."""
+    out: dict[str, list[dict]] = {}
+    for sw in shipped_sweeps(card):
+        if sw.sampler != "ddim":
+            continue
+        for r in _family(sw.rows)["CFG"]:
+            out.setdefault(METHOD_NAMES[r.get("method") or "cfg"], []).append(r)
+    return out
+
+
+def method_plane_figure(live: dict[str, list[dict]], shipped: dict[str, list[dict]], card: ModelCard) -> go.Figure:
+    """FID vs IS per method, live (solid) over the shipped sweeps (dotted); the arrow marks CFG's trade-off direction."""
+    fig = go.Figure()
+    for style, curves in (("dot", shipped), ("solid", live)):
+        for name, rows in curves.items():
+            rows = sorted(rows, key=lambda r: float(r["w"]))
+            tag = "N=" + f"{int(float(rows[0]['N'])):,}" if rows else ""
+            fig.add_trace(go.Scatter(x=[float(r["IS"]) for r in rows], y=[float(r["FID"]) for r in rows],
+                                     mode="lines+markers+text", text=[f"{float(r['w']):g}" for r in rows],
+                                     textposition="top center", name=f"{name} ({'live' if style == 'solid' else 'shipped'}, {tag})",
+                                     line=dict(color=METHOD_COLOURS.get(name), dash=style)))
+    cfg = sorted(shipped.get("CFG", []) or live.get("CFG", []), key=lambda r: float(r["w"]))
+    if len(cfg) >= 2:  # CFG's direction: from its smallest to its largest w
+        a, b = cfg[0], cfg[-1]
+        fig.add_annotation(x=float(b["IS"]), y=float(b["FID"]), ax=float(a["IS"]), ay=float(a["FID"]), xref="x", yref="y",
+                           axref="x", ayref="y", showarrow=True, arrowhead=3, arrowcolor="#999999",
+                           text="CFG: w ↑ trades diversity (FID) for fidelity (IS)", font=dict(size=10))
+    fig.update_layout(title=f"{card.title}: FID vs IS per guidance method, lower-right is better",
+                      xaxis_title="IS (our classifier) ↑", yaxis_title="FID (our classifier's features) ↓", height=460,
+                      margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.2))
+    return fig

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.guidance import GUIDANCE_INTERVAL, RESCALE_PHI
+from core.guidance import GUIDANCE_INTERVAL, RESCALE_PHI, APGParams
 from core.sampling import SAMPLERS
 from demo import handlers as H
 from demo import plots, texts
-from demo.components import Dropdown, Number, Radio, Slider
+from demo.components import CheckboxGroup, Dropdown, Number, Radio, Slider
 from core.registry import ModelCard
 from demo.runtime import Runtime
 from demo.validate import MAX_STEPS
@@ -236,6 +236,47 @@ def _curves_tab(rt: Runtime, model):
           api_name="initial_curves")
 
 
+def _beyond_tab(rt: Runtime, model, card: ModelCard, classes: list):
+    gr.Markdown(texts.BEYOND, latex_delimiters=texts.LATEX)
+    with gr.Row():
+        methods = CheckboxGroup(H.method_choices(rt, rt.default), value=["CFG", "APG", "CFG++"], label="methods",
+                                elem_id="beyond-methods")
+        cls, seed, n = _class_seeds(card, 3, 6, classes)
+    with gr.Row():
+        ws = gr.Textbox("1, 3, 8", label="w values (CFG, APG, autoguidance)")
+        pp = gr.Textbox("0.2, 0.6, 1", label="CFG++ scales in [0, 1]")
+        steps = Slider(1, MAX_STEPS, value=H.DEFAULT_STEPS, step=1, label="DDIM steps T")
+    with gr.Row():
+        apg = APGParams()
+        eta = Slider(0, 1, value=apg.eta, step=0.05, label="APG η (parallel part kept)")
+        r = Slider(0, 50, value=apg.norm_bound, step=0.5, label="APG r (norm bound, 0 = none)")
+        beta = Slider(-0.95, 0, value=apg.momentum, step=0.05, label="APG β (momentum)")
+    btn = gr.Button("Compare on the same seeds", variant="primary", elem_id="beyond-run")
+    img = gr.Image(label="rows: method × w · columns: the same seeds", format="png", type="pil", elem_id="beyond-image")
+    fig = gr.Plot(label="class accuracy vs saturation, per method")
+    info = gr.Markdown()
+    inputs = [methods, cls, seed, n, ws, pp, eta, r, beta, steps, model]
+    btn.click(_bind(rt, H.beyond_cfg), inputs, [img, fig, info], api_name="beyond_cfg")
+    defaults = [apg.eta, apg.norm_bound, apg.momentum, H.DEFAULT_STEPS]
+    examples = [[["CFG", "APG", "CFG++"], 3, 0, 6, "1, 3, 8", "0.2, 0.6, 1", *defaults, rt.default]]
+    colour_model = _colour_model(rt)
+    if colour_model is not None:
+        examples.append([["CFG", "APG"], 0, 0, 6, "8", "0.6", *defaults, colour_model])
+    gr.Examples(examples, inputs, [img, fig, info], fn=partial(H.beyond_cfg, rt), cache_examples=True,
+                cache_mode="lazy", label="w = 8: CFG vs APG (and CFG++)", elem_id="preset-beyond")
+    gr.Markdown("#### The FID–IS plane, per method (same seeds 0…N−1 for every method)")
+    with gr.Row():
+        n_plane = Slider(10, 500, value=50, step=10, label="N samples per point")
+        start = gr.Button("Recompute live", variant="primary")
+        stop = gr.Button("Stop", variant="stop")
+    plane = gr.Plot(value=H.precomputed_plane(rt, rt.default), label="FID vs IS per method")
+    status = gr.Markdown()
+    run = start.click(_bind(rt, H.beyond_plane), [n_plane, steps, methods, eta, r, beta, model], [plane, status],
+                      api_name="beyond_plane", concurrency_limit=1)
+    stop.click(None, None, None, cancels=[run], api_visibility="private")
+    return methods, plane
+
+
 def build_demo(rt: Runtime | None = None) -> gr.Blocks:
     """Build the app over the runtime's shipped models (a new Runtime by default)."""
     rt = rt if rt is not None else Runtime()
@@ -260,12 +301,16 @@ def build_demo(rt: Runtime | None = None) -> gr.Blocks:
                 _saturation_tab(rt, model, card, classes)
             with gr.Tab("FID / IS curves (live)", id="curves"):
                 _curves_tab(rt, model)
+            with gr.Tab("Beyond CFG", id="beyond"):
+                methods, plane = _beyond_tab(rt, model, card, classes)
             with gr.Tab("The idea", id="idea"):
                 gr.Markdown(texts.IDEA, latex_delimiters=texts.LATEX)
         gr.Markdown(texts.FOOTER)
         model.change(_bind(rt, H.model_card_text), [model], [card_md], api_name="model_card")
         model.change(_bind(rt, H.class_choices), [model, *classes], classes, api_name="class_choices")
         model.change(_bind(rt, H.precomputed_tradeoff), [model], [tradeoff], api_name="precomputed_tradeoff")
+        model.change(_bind(rt, H.method_choices_update), [model, methods], [methods], api_name="method_choices")
+        model.change(_bind(rt, H.precomputed_plane), [model], [plane], api_name="precomputed_plane")
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo
 

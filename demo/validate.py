@@ -89,6 +89,14 @@ def check_unit(value, name: str) -> float:
     return x
 
 
+def check_range(value, name: str, lo: float, hi: float) -> float:
+    """A number in [lo, hi]; the message names the parameter."""
+    x = _number(value, name)
+    if not lo <= x <= hi:
+        raise gr.Error(f"{name} must be between {lo:g} and {hi:g}, got {x:g}")
+    return x
+
+
 def check_v(value) -> float:
     """The ancestral sampler's variance interpolation v ∈ [0, 1]."""
     return check_unit(value, "v")

@@ -20,7 +20,8 @@ def test_every_api_name_is_public(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     expected = {"/guidance_grid", "/slider_row", "/s_of_w", "/scrub_strip", "/inside_step", "/inside_step_slider", "/step_range",
                 "/trajectory_animation", "/truncation_compare", "/live_tradeoff", "/classifier_vs_cfg", "/saturation_lab",
-                "/live_curves", "/model_card", "/precomputed_tradeoff", "/initial_curves"}
+                "/live_curves", "/model_card", "/precomputed_tradeoff", "/initial_curves", "/beyond_cfg", "/beyond_plane",
+                "/method_choices", "/precomputed_plane"}
     assert expected <= names
 
 
@@ -92,9 +93,23 @@ def test_every_endpoint_with_the_colour_model(client, app_url):
     img, hist, curve, info, colour, scatter = client.predict(0, 0, 2, "0, 8", False, 0.7, False, 3, "ddim", "emoji",
                                                              api_name="/saturation_lab")
     assert "saturated" in info
+    img, plot, info = client.predict(["CFG", "APG"], 0, 0, 2, "8", "0.6", 0.0, 2.5, -0.75, 3, "emoji",
+                                     api_name="/beyond_cfg")
+    assert "saturation" in info
     job = client.submit("0, 2", 20, 3, "ddim", "emoji", api_name="/live_curves")
     assert list(job)[-1][1].startswith("N = 20")
     assert client.predict("ddim", 10, "emoji", api_name="/initial_curves") is not None
+
+
+def test_beyond_cfg_endpoints(client, app_url):
+    """The Beyond CFG tab: method × w rows on the same seeds, the method boxes follow the model, the live plane."""
+    img, plot, info = client.predict(["CFG", "APG", "CFG++"], 3, 0, 2, "1, 8", "0.5", 0.0, 2.5, -0.75, 3,
+                                     api_name="/beyond_cfg")
+    assert _png_bytes(app_url, img)[:8] == b"\x89PNG\r\n\x1a\n" and "**CFG++**: scale=0.5" in info
+    assert client.predict("digits", ["CFG", "APG"], api_name="/method_choices") is not None
+    assert client.predict("digits", api_name="/precomputed_plane") is not None
+    job = client.submit(10, 2, ["CFG", "APG"], 0.0, 2.5, -0.75, api_name="/beyond_plane")
+    assert list(job)[-1][1].startswith("APG: N = 10 of 10")
 
 
 def test_streaming_curves_yield_several_updates(client):
@@ -142,6 +157,9 @@ BAD = [
     ("/inside_step", (4, 0, 2.0, 4, "ddim", 9), "step must be between 0 and 3, got 9"),
     ("/live_curves", ("0, 1", 0, 3, "ddim"), "N (samples per w) must be between 10 and 2000, got 0"),
     ("/live_curves", ("0, 1", 10**7, 3, "ddim"), "N (samples per w) must be between 10 and 2000, got 10000000"),
+    ("/beyond_cfg", ([], 3, 0, 2, "1", "0.5", 0, 2.5, -0.75, 3), "tick at least one method"),
+    ("/beyond_cfg", (["CFG++"], 3, 0, 2, "1", "2", 0, 2.5, -0.75, 3), "CFG++ scale must be between 0 and 1, got 2"),
+    ("/beyond_cfg", (["APG"], 3, 0, 2, "1", "0.5", 0, -3, -0.75, 3), "APG norm bound r (0 = none) must be between 0"),
 ]
 
 

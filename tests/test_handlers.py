@@ -173,3 +173,43 @@ def test_curves_overlay_the_precomputed_sweep_with_the_same_settings(rt, sampler
     assert sum(n.endswith("other settings") for n in names) == 2 - len(solid)
     kid = [t for t in fig.data if t.xaxis == "x2"]  # the KID panel (bias-corrected), one curve per shipped sweep
     assert len(kid) == 2 and all(np.isfinite(t.y).all() for t in kid)
+
+
+def test_beyond_cfg_rows_are_the_methods_own_samples_on_the_same_seeds(rt):
+    """Rows = method × w; each row equals generate() with that method on the same seeds; per-row stats are printed."""
+    from core.guidance import APGParams, GuidanceOptions
+    from core.images import grid_image
+
+    img, fig, info = H.beyond_cfg(rt, ["CFG", "APG", "CFG++"], 2, 0, 2, "1, 8", "0.5", 0.0, 2.5, -0.75, 3)
+    assert "CFG++ is defined for DDIM only" in info and "**APG**: w=1: accuracy" in info and "clipped" in info
+    assert {t.name for t in fig.data} == {"CFG", "APG", "CFG++"}
+    m = rt.slot("digits").pipe.model
+    rows = [H.generate(m, [0, 1], [2, 2], [1.0, 8.0], 3, "ddim")]
+    rows.append(H.generate(m, [0, 1], [2, 2], [1.0, 8.0], 3, "ddim", opts=GuidanceOptions(method="apg", apg=APGParams())))
+    rows.append(H.generate(m, [0, 1], [2, 2], [0.5], 3, "ddim", opts=GuidanceOptions(method="cfgpp")))
+    want = grid_image(H._u8(torch.cat(rows)), 3, ["CFG w=1", "CFG w=8", "APG w=1", "APG w=8", "CFG++ scale=0.5"])
+    assert np.array_equal(np.asarray(img), np.asarray(want))
+
+
+@pytest.mark.parametrize("args,phrase", [
+    (([], 2, 0, 2, "1", "0.5", 0, 2.5, -0.75, 3), "tick at least one method"),
+    ((["PAG"], 2, 0, 2, "1", "0.5", 0, 2.5, -0.75, 3), "unknown method 'PAG'"),
+    ((["autoguidance"], 2, 0, 2, "1", "0.5", 0, 2.5, -0.75, 3), "autoguidance needs a weaker model"),
+    ((["CFG++"], 2, 0, 2, "1", "1.5", 0, 2.5, -0.75, 3), "CFG++ scale must be between 0 and 1"),
+    ((["APG"], 2, 0, 2, "1", "0.5", 2, 2.5, -0.75, 3), "APG η must be between 0 and 1"),
+    ((["APG"], 2, 0, 2, "1", "0.5", 0, 2.5, 0.5, 3), "APG momentum β must be between -0.99 and 0"),
+])
+def test_beyond_cfg_bad_input_is_a_clear_error(rt, args, phrase):
+    if rt.slot("digits").pipe.guide is not None and "autoguidance" in args[0]:
+        pytest.skip("a weaker digits model is shipped")
+    with pytest.raises(gr.Error, match=phrase.replace("+", "\\+")):
+        H.beyond_cfg(rt, *args)
+
+
+def test_beyond_plane_streams_each_methods_curve(rt):
+    ups = list(H.beyond_plane(rt, 10, 2, ["CFG", "APG"], 0.0, 2.5, -0.75))
+    fig, status = ups[-1]
+    names = [t.name for t in fig.data]
+    assert any(n.startswith("CFG (live") for n in names) and any(n.startswith("APG (live") for n in names)
+    assert any(n.startswith("CFG (shipped") for n in names)  # the shipped DDIM sweep, drawn dotted
+    assert status.startswith("APG: N = 10 of 10")
