@@ -60,6 +60,8 @@ PRESETS = [  # (tab, gr.Examples elem_id, number of presets, the output image it
 if (ASSETS / "emoji.json").is_file():  # the colour model's presets (issue #12)
     PRESETS += [("Guidance sweep", "preset-figure4", 1, "grid-image"),
                 ("Saturation lab", "preset-colour-saturation", 1, "saturation-image")]
+# "w = 8: CFG vs APG (and CFG++)": on the default model, and on the colour model when one is shipped (issue #13)
+PRESETS.append(("Beyond CFG", "preset-beyond", 2 if (ASSETS / "emoji.json").is_file() else 1, "beyond-image"))
 
 
 def test_every_preset_runs_and_is_cached(app_url):
