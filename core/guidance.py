@@ -42,7 +42,7 @@ METHODS = ("cfg", "apg", "cfgpp", "autoguidance")
 
 @dataclass(frozen=True)
 class APGParams:
-    """APG's hyper-parameters, with the paper's defaults (Sadat et al. 2025, Sec. 4 and its reference code):
+    """APG's hyper-parameters (Sadat, Hilliges & Weber, ICLR 2025), defaults as in the paper's reference code:
 
     eta (η): weight of the update's part parallel to x̂_c (0 = drop it, 1 = keep it as CFG does);
     norm_bound (r): the update's L2 norm over (C, H, W) is capped at r; None = no bound (default 2.5);

@@ -202,7 +202,8 @@ def sweep_stream(model, features: Features, ref: dict, cfg: SweepConfig, guide_m
     for i, p in enumerate(points):
         groups.setdefault(p.noise, []).append(i)
     chunk = int(getattr(model, "chunk", 1))
-    rows_per_seed = [len(idx) + (len(idx) if cfg.opts.always_uncond else sum(points[i].w != 0 for i in idx))
+    all_u = cfg.opts.always_uncond or cfg.opts.method == "cfgpp"  # CFG++ needs ε_θ(z) on every row
+    rows_per_seed = [len(idx) + (len(idx) if all_u else sum(points[i].w != 0 for i in idx))
                      for idx in groups.values()]
     t0 = time.perf_counter()
     start = 0

@@ -5,7 +5,6 @@ import urllib.request
 
 import pytest
 
-from core.checkpoint import ASSETS
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -63,7 +62,6 @@ def test_call_every_endpoint(client, app_url):
     assert "saturated" in info
 
 
-@pytest.mark.skipif(not (ASSETS / "emoji.json").is_file(), reason="the colour model is not shipped yet (issue #12)")
 def test_every_endpoint_with_the_colour_model(client, app_url):
     """model = emoji through every endpoint: colour images, class names, its own precomputed sweep."""
     import io

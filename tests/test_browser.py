@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.checkpoint import ASSETS
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -56,12 +55,10 @@ PRESETS = [  # (tab, gr.Examples elem_id, number of presets, the output image it
     ("Guidance sweep", "preset-figure3", 2, "grid-image"),
     ("Truncation vs guidance", "preset-truncation", 1, "truncation-image"),
     ("Saturation lab", "preset-saturation", 1, "saturation-image"),
+    ("Guidance sweep", "preset-figure4", 1, "grid-image"),  # the colour model's presets (issue #12)
+    ("Saturation lab", "preset-colour-saturation", 1, "saturation-image"),
+    ("Beyond CFG", "preset-beyond", 2, "beyond-image"),  # "w = 8: CFG vs APG (and CFG++)", digits and emoji (#13)
 ]
-if (ASSETS / "emoji.json").is_file():  # the colour model's presets (issue #12)
-    PRESETS += [("Guidance sweep", "preset-figure4", 1, "grid-image"),
-                ("Saturation lab", "preset-colour-saturation", 1, "saturation-image")]
-# "w = 8: CFG vs APG (and CFG++)": on the default model, and on the colour model when one is shipped (issue #13)
-PRESETS.append(("Beyond CFG", "preset-beyond", 2 if (ASSETS / "emoji.json").is_file() else 1, "beyond-image"))
 
 
 def test_every_preset_runs_and_is_cached(app_url):

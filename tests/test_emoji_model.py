@@ -1,4 +1,5 @@
-"""The shipped colour model (#12): its files, bitwise same-seed RGB samples, guidance's effect on class and colour."""
+"""The shipped colour model (#12): its files, bitwise same-seed RGB samples, guidance's effect on class and colour,
+and its shipped N = 2,000 sweep against a live re-measurement."""
 import json
 
 import numpy as np
@@ -9,8 +10,6 @@ from core.checkpoint import ASSETS, sha256_file
 from core.data import to_uint8
 from core.metrics import colour_stats
 from core.sampling import generate
-
-pytestmark = pytest.mark.skipif(not (ASSETS / "emoji.json").is_file(), reason="the colour model is not shipped")
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +47,21 @@ def test_guidance_raises_class_accuracy_and_saturation(emoji):
     sat = [colour_stats(to_uint8(x[j]))["mean_saturation"] for j in range(3)]
     assert acc[1] > acc[0] + 0.1, acc
     assert sat[2] > sat[0], sat
+
+
+def test_the_shipped_sweep_matches_a_live_remeasurement(emoji):
+    """The shipped CSV was made with these weights: the first 90 of its seeds at w = 3 give its accuracy and saturation
+    within sampling error, and it covers w 0 … 4 and the truncation baselines at N = 2,000 with colour columns."""
+    import csv
+
+    with open(emoji.card.sweep_path("ddim", 10)) as f:
+        rows = {r["label"]: r for r in csv.DictReader(f)}
+    assert {"w=0", "w=0.5", "w=1", "w=2", "w=3", "w=4", "trunc=2", "trunc=0.04"} <= set(rows)
+    assert all(int(r["N"]) >= 2000 and r["mean_saturation"] != "" for r in rows.values())
+    seeds = list(range(90))
+    labels = [s % 9 for s in seeds]
+    x = generate(emoji.model, seeds, labels, [3.0], 10, "ddim")[0]
+    acc = float((emoji.features(x)[1].argmax(1) == np.array(labels)).mean())
+    assert abs(acc - float(rows["w=3"]["accuracy"])) < 0.16, (acc, rows["w=3"]["accuracy"])  # ≈ 3 binomial s.d. at N = 90
+    sat = colour_stats(to_uint8(x))["mean_saturation"]
+    assert abs(sat - float(rows["w=3"]["mean_saturation"])) < 0.05, (sat, rows["w=3"]["mean_saturation"])

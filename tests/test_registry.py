@@ -42,7 +42,7 @@ def assets(tmp_path_factory):
 
 
 def test_models_are_listed_and_loaded_by_name(assets):
-    assert shipped_models() == ["digits"]
+    assert shipped_models() == ["digits", "emoji"]
     assert shipped_models(assets) == ["digits", "tinyrgb"]  # the default model first
     digits = model_card("digits")
     assert (digits.num_classes, digits.shape, digits.null_label, digits.logsnr_range) == (10, (1, 28, 28), 10, (-20.0, 20.0))
@@ -52,7 +52,7 @@ def test_models_are_listed_and_loaded_by_name(assets):
 
 
 def test_unknown_model_is_a_clear_error(assets):
-    with pytest.raises(UnknownModelError, match=r"unknown model 'cifar'; shipped: digits$"):
+    with pytest.raises(UnknownModelError, match=r"unknown model 'cifar'; shipped: digits, emoji$"):
         model_card("cifar")
     with pytest.raises(UnknownModelError, match="unknown model '../digits'"):
         model_card("../digits", assets)
