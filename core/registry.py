@@ -69,14 +69,15 @@ class ModelCard:
 
 
 def shipped_models(assets: Path = ASSETS) -> list[str]:
-    """Names of the shipped models: the JSON sidecars of kind 'unet' that carry a model card, default first."""
+    """Names of the shipped models: the JSON sidecars of kind 'unet' that carry a model card, default first (an
+    autoguidance guide, NAME_bad with "guide_for": NAME, is a companion, not a model)."""
     names = []
     for p in sorted(Path(assets).glob("*.json")):
         try:
             meta = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if meta.get("kind") == "unet" and meta.get("name") == p.stem:
+        if meta.get("kind") == "unet" and meta.get("name") == p.stem and not meta.get("guide_for"):
             names.append(p.stem)
     return sorted(names, key=lambda n: (n != DEFAULT_MODEL, n))
 

@@ -144,9 +144,11 @@ def _load_ckpt(path: Path, model: nn.Module, ema: nn.Module, opt: torch.optim.Op
 
 
 def train(kind: str, out: Path, cfg: TrainConfig, model_cfg, device_name: str = "auto", resume: bool = False,
-          ckpt_minutes: float = 5.0, log_every: int = 50, stop_at: int | None = None) -> dict | None:
+          ckpt_minutes: float = 5.0, log_every: int = 50, stop_at: int | None = None,
+          guide_for: str | None = None) -> dict | None:
     """Train one model and write its EMA weights to out.{safetensors,json}; returns the JSON record.
 
+    guide_for: this diffusion model is autoguidance's weaker model for that model (its card says so).
     stop_at: checkpoint and return None after that step, as an interrupted run would (for time-boxed runs and tests).
     """
     from tqdm import tqdm
@@ -225,6 +227,8 @@ def train(kind: str, out: Path, cfg: TrainConfig, model_cfg, device_name: str = 
         report.update(evaluate_classifier(ema, x_held, y_held, noisy=(kind == "noisy-classifier")))
     # A diffusion model's sidecar is its model card (core.registry): the stem's name is the model's name.
     card = card_fields(cfg.dataset, Path(out).name) if kind == "diffusion" else {}
+    if guide_for:  # autoguidance's weaker model: a companion of that model, not a model of its own in the registry
+        card["guide_for"] = guide_for
     record = save_model(ema, out, "unet" if kind == "diffusion" else "classifier", {**card, **report})
     log.write(json.dumps({"done": True, **{k: v for k, v in report.items() if k != "train"}}) + "\n")
     return record
@@ -264,7 +268,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stop-at", type=int, default=None, help="checkpoint and stop after this step (resume later)")
     ap.add_argument("--balanced", action="store_true", help="class-balanced minibatches")
     ap.add_argument("--flip-classes", type=int, nargs="*", default=[], help="classes that may be mirrored left–right")
+    ap.add_argument("--guide-for", default=None, help="train autoguidance's weaker model for this model (--out assets/NAME_bad)")
     a = ap.parse_args(argv)
+    if a.guide_for and Path(a.out).name != f"{a.guide_for}_bad":
+        raise SystemExit(f"a guide for {a.guide_for!r} is stored as assets/{a.guide_for}_bad: use --out assets/{a.guide_for}_bad")
     x, _ = load_split("heldout", a.dataset)  # the images' shape and the classes come from the data
     shape = dict(in_channels=x.shape[1], image_size=x.shape[-1], num_classes=len(DATASETS[a.dataset].class_names))
     if a.task == "diffusion":
@@ -276,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
                                 **shape)
         tcfg = TrainConfig(a.task, a.steps, a.batch, a.lr or 2e-3, p_uncond=0.0, seed=a.seed, augment_shift=2,
                            ema_decay=0.995, dataset=a.dataset, flip_classes=tuple(a.flip_classes), balanced=a.balanced)
-    rec = train(a.task, a.out, tcfg, mcfg, a.device, a.resume, a.ckpt_minutes, stop_at=a.stop_at)
+    rec = train(a.task, a.out, tcfg, mcfg, a.device, a.resume, a.ckpt_minutes, stop_at=a.stop_at, guide_for=a.guide_for)
     if rec is None:
         print(f"stopped after step {a.stop_at}; continue with --resume")
         return

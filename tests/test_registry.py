@@ -165,3 +165,35 @@ def test_fifty_requests_leave_a_bounded_number_of_files(tmp_path):
     files = list((tmp_path / "out").iterdir())
     assert len(files) <= 6 and len(set(paths)) == 50  # every request got its own file; only the newest are kept
     assert {str(p) for p in files} == set(paths[-len(files):])
+
+
+def test_a_guide_model_is_a_companion_and_enables_autoguidance(assets, tmp_path):
+    """NAME_bad with "guide_for": NAME is not listed as a model; the pipeline loads it and autoguidance uses it."""
+    from core.pipeline import load_pipeline
+    from core.sample import main as sample_main
+
+    for p in assets.glob("tinyrgb*"):
+        shutil.copy(p, tmp_path / p.name)
+    torch.manual_seed(1)
+    bad = nonzero_init(UNet(UNetConfig(image_size=16, in_channels=3, channels=(8, 8), num_classes=3, emb_dim=32, groups=4,
+                                       attention_at_bottom=False)))
+    meta = json.loads((assets / "tinyrgb.json").read_text())
+    card = {k: meta[k] for k in ("title", "class_names", "null_label", "data_source", "licence", "dataset")}
+    save_model(bad, tmp_path / "tinyrgb_bad", "unet", {**card, "name": "tinyrgb_bad", "guide_for": "tinyrgb"})
+    assert shipped_models(tmp_path) == ["tinyrgb"]
+    pipe = load_pipeline("tinyrgb", "cpu", tmp_path)
+    assert pipe.guide is not None and pipe.guide.cfg.channels == (8, 8)
+    npz = tmp_path / "a.npz"
+    sample_main(["--model", "tinyrgb", "--assets", str(tmp_path), "--classes", "1", "--w", "0", "2", "--seeds", "0-1",
+                 "--steps", "3", "--sampler", "ddim", "--method", "autoguidance", "--out", str(tmp_path / "a.png"),
+                 "--npz", str(npz), "--device", "cpu"])
+    from core.guidance import GuidanceOptions
+    from core.sampling import generate
+    from core.data import to_uint8
+
+    x = generate(pipe.model, [0, 1], [1, 1], [0.0, 2.0], 3, "ddim", opts=GuidanceOptions(method="autoguidance"),
+                 guide_model=pipe.guide)
+    with np.load(npz) as f:
+        assert str(f["method"]) == "autoguidance"
+        assert np.array_equal(f["images"], to_uint8(x.reshape(-1, *x.shape[2:])).reshape(2, 2, 16, 16, 3))
+        assert not np.array_equal(f["images"][0], f["images"][1])  # w = 2 with the guide differs from w = 0
