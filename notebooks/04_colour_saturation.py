@@ -125,3 +125,19 @@ for w in (3.0, 8.0):
 display(grid_image(np.stack(tiles), scale=2, row_labels=[f"w={w:g} {n.split(' ')[0]}" for w, n, _ in rows]))
 for w, name, s in rows:
     print(f"w = {w:g} {name:>34}: " + "  ".join(f"{k} {v:.3f}" for k, v in s.items()))
+
+# %% [markdown]
+# ## What we measured on this model (N = 2,000 per point, DDIM T = 10; see the README)
+# **Saturation rises with $w$, as the paper says.** Mean HSV saturation goes from 0.18 at $w = 0$ to 0.30 at $w = 3$ and
+# 0.33 at $w = 4$ (0.39 at $w = 8$, 900 samples); the held-out emoji sit at 0.29. Our unguided samples are *paler* than
+# the data, so moderate guidance first brings the colours up to the data's level and only beyond $w \approx 3$ pushes
+# them past it: the paper's over-saturation is the far end of the same monotone curve.
+#
+# **Fidelity rises too, and FID does not dip at a small $w$.** Class accuracy by our emoji classifier rises from 35 % to
+# 73 % at $w = 3$ and IS from 2.7 to 4.5 at $w = 4$; FID falls from 214 at $w = 0$ to its minimum 85 at $w = 4$–$6$ and
+# rises again at $w = 8$. On ImageNet the unguided model is already close to the data and FID is lowest at $w = 0.1$;
+# our small CPU-trained model is far from the data without guidance, so the turning point moves out to large $w$.
+#
+# **Truncation fails outright here.** Truncating or cooling DDIM's initial noise (which, like a GAN latent, fixes the
+# sample) makes pale, featureless tiles: FID 497 at threshold 2 and 525 at temperature 0.8, against 214 untruncated.
+# This is the paper's motivation in its strongest form: the diffusion model needs guidance, not truncation.
