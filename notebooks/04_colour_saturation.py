@@ -129,7 +129,7 @@ for w, name, s in rows:
 # %% [markdown]
 # ## What we measured on this model (N = 2,000 per point, DDIM T = 10; see the README)
 # **Saturation rises with $w$, as the paper says.** Mean HSV saturation goes from 0.18 at $w = 0$ to 0.30 at $w = 3$ and
-# 0.33 at $w = 4$ (0.39 at $w = 8$, 900 samples); the held-out emoji sit at 0.29. Our unguided samples are *paler* than
+# 0.33 at $w = 4$ and 0.40 at $w = 8$; the held-out emoji sit at 0.29. Our unguided samples are *paler* than
 # the data, so moderate guidance first brings the colours up to the data's level and only beyond $w \approx 3$ pushes
 # them past it: the paper's over-saturation is the far end of the same monotone curve.
 #
