@@ -202,8 +202,14 @@ def colour_figure(ws: list[float], stats: list[dict], fixed: list[dict] | None, 
     return fig
 
 
-def hue_saturation_figure(pixels: dict[str, np.ndarray], n: int = 1500) -> go.Figure:
-    """Hue (angle) against HSV saturation (radius) of sample pixels, one trace per label (e.g. w = 0 and the largest w)."""
+CACHE_FIELD_LIMIT = 131072  # Python csv's default field limit: Gradio's example cache reads each output as one field
+
+
+def hue_saturation_figure(pixels: dict[str, np.ndarray], n: int = 600) -> go.Figure:
+    """Hue (angle) against HSV saturation (radius) of n sampled pixels per label (e.g. w = 0 and the largest w).
+
+    n is kept small enough that the figure's JSON stays under CACHE_FIELD_LIMIT (1,500 pixels a trace overflowed it).
+    """
     fig = go.Figure()
     rng = np.random.default_rng(0)
     for name, px in pixels.items():

@@ -213,3 +213,17 @@ def test_beyond_plane_streams_each_methods_curve(rt):
     assert any(n.startswith("CFG (live") for n in names) and any(n.startswith("APG (live") for n in names)
     assert any(n.startswith("CFG (shipped") for n in names)  # the shipped DDIM sweep, drawn dotted
     assert status.startswith("APG: N = 10 of 10")
+
+
+def test_plots_fit_in_a_cached_example():
+    """Every saturation-lab figure of a maximal RGB request stays under the example cache's CSV field limit."""
+    from demo import plots
+
+    rng = np.random.default_rng(0)
+    px = rng.integers(0, 256, (64, 32, 32, 3)).astype(np.uint8)
+    ws = [float(w) for w in range(8)]
+    stats = [{"mean_saturation": 0.1, "saturated_share": 0.1, "colourfulness": 10.0, "clipped_share": 0.1}] * 8
+    figs = [plots.hue_saturation_figure({f"w = {w:g}": px for w in (0, 8)}),
+            plots.histogram_figure(ws, rng.normal(size=(8, 64, 3, 32, 32)), rng.normal(size=(8, 64, 3, 32, 32))),
+            plots.colour_figure(ws, stats, stats, stats[0])]
+    assert all(len(f.to_json()) < plots.CACHE_FIELD_LIMIT for f in figs), [len(f.to_json()) for f in figs]
