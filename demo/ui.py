@@ -293,13 +293,13 @@ def build_demo(rt: Runtime | None = None) -> gr.Blocks:
                 _sweep_tab(rt, model, card, classes)
             with gr.Tab("Inside one step", id="inside"):
                 _inside_tab(rt, model, card, classes)
-            with gr.Tab("Truncation vs guidance", id="truncation"):
+            with gr.Tab("Truncation", id="truncation"):
                 tradeoff = _truncation_tab(rt, model, card, classes)
-            with gr.Tab("Classifier guidance vs CFG", id="classifier"):
+            with gr.Tab("Classifier guidance", id="classifier"):
                 _classifier_tab(rt, model, card, classes)
             with gr.Tab("Saturation lab", id="saturation"):
                 _saturation_tab(rt, model, card, classes)
-            with gr.Tab("FID / IS curves (live)", id="curves"):
+            with gr.Tab("FID / IS curves", id="curves"):
                 _curves_tab(rt, model)
             with gr.Tab("Beyond CFG", id="beyond"):
                 methods, plane = _beyond_tab(rt, model, card, classes)

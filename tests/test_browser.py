@@ -29,6 +29,10 @@ def test_generate_grid_in_a_real_browser(app_url):
         page.locator("#model-select input").click()
         page.get_by_role("option", name="digits").click()
         expect(page.locator("#model-card")).to_contain_text("Licence")
+        # All eight tabs fit in the tab bar at this width (none hidden in an overflow menu).
+        for name in ["Guidance sweep", "Inside one step", "Truncation", "Classifier guidance", "Saturation lab",
+                     "FID / IS curves", "Beyond CFG", "The idea"]:
+            expect(page.get_by_role("tab", name=name)).to_be_visible(timeout=10_000)
         page.get_by_role("tab", name="Guidance sweep").click()
         page.locator("#generate-grid").click()
         img = page.locator("#grid-image img")
@@ -53,7 +57,7 @@ def test_generate_grid_in_a_real_browser(app_url):
 
 PRESETS = [  # (tab, gr.Examples elem_id, number of presets, the output image it fills)
     ("Guidance sweep", "preset-figure3", 2, "grid-image"),
-    ("Truncation vs guidance", "preset-truncation", 1, "truncation-image"),
+    ("Truncation", "preset-truncation", 1, "truncation-image"),
     ("Saturation lab", "preset-saturation", 1, "saturation-image"),
     ("Guidance sweep", "preset-figure4", 1, "grid-image"),  # the colour model's presets (issue #12)
     ("Saturation lab", "preset-colour-saturation", 1, "saturation-image"),
