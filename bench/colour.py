@@ -8,6 +8,7 @@ and the methods after CFG (APG with the paper's defaults at --methods-at weights
 """
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -16,7 +17,8 @@ import numpy as np  # noqa: E402
 
 from bench.common import header  # noqa: E402
 from core.data import load_split, to_model_range, to_uint8  # noqa: E402
-from core.guidance import REMEDIES, APGParams, GuidanceOptions  # noqa: E402
+from core.guidance import REMEDIES, GuidanceOptions  # noqa: E402
+from core.sample import add_method_args, method_options  # noqa: E402
 from core.metrics import colour_stats, inception_score  # noqa: E402
 from core.pipeline import load_pipeline  # noqa: E402
 from core.sampling import generate  # noqa: E402
@@ -28,10 +30,11 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=100)
     ap.add_argument("--sampler", default="ddim")
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--w", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 8.0])
+    ap.add_argument("--w", type=float, nargs="*", default=[0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 8.0])
     ap.add_argument("--remedies-at", type=float, nargs="*", default=[3.0, 8.0])
-    ap.add_argument("--methods-at", type=float, nargs="*", default=[], help="w values for APG (its defaults)")
+    ap.add_argument("--methods-at", type=float, nargs="*", default=[], help="w values for APG (--apg-eta/-r/-beta)")
     ap.add_argument("--cfgpp-scales", type=float, nargs="*", default=[], help="CFG++ scales in [0, 1] (DDIM only)")
+    add_method_args(ap)
     a = ap.parse_args()
     pipe = load_pipeline(a.model)
     header(f"colour quality of {a.model}: {a.sampler} T={a.steps}, {a.per_class} per class")
@@ -46,9 +49,10 @@ def main() -> None:
     for w in a.remedies_at:
         for name, opts in REMEDIES:
             print(f"w = {w:4g}, {name:>34}: " + measure(pipe, seeds, labels, w, a, opts), flush=True)
-    apg = GuidanceOptions(method="apg", apg=APGParams())
+    apg = replace(method_options(a), method="apg")
+    name = f"APG η={apg.apg.eta:g} r={apg.apg.norm_bound or 'none'} β={apg.apg.momentum:g}"
     for w in a.methods_at:
-        print(f"w = {w:4g}, {'APG η=0 r=2.5 β=−0.75':>34}: " + measure(pipe, seeds, labels, w, a, apg), flush=True)
+        print(f"w = {w:4g}, {name:>34}: " + measure(pipe, seeds, labels, w, a, apg), flush=True)
     for scale in a.cfgpp_scales:
         print(f"{'CFG++ scale ' + format(scale, 'g'):>42}: " + measure(pipe, seeds, labels, scale, a,
                                                                      GuidanceOptions(method="cfgpp")), flush=True)
