@@ -4,7 +4,8 @@
 
 Class accuracy and IS use the model's own classifier, on the same seeds at every w (labels seed mod K). Then each
 saturation remedy of core.guidance.REMEDIES (alone) is measured with the same numbers at the --remedies-at weights,
-and the methods after CFG (APG with the paper's defaults at --methods-at weights, CFG++ at --cfgpp-scales).
+and the methods after CFG (APG with --apg-eta/-r/-beta, the paper's defaults unless given, at the --methods-at weights;
+CFG++ at --cfgpp-scales).
 """
 import argparse
 import sys
@@ -67,6 +68,7 @@ def measure(pipe, seeds: list[int], labels: np.ndarray, w: float, a, opts: Guida
     is_mean, is_std = inception_score(probs)
     return (f"accuracy {100 * acc:5.1f} %  IS {is_mean:.2f} ± {is_std:.2f}  " +
             "  ".join(f"{key} {v:.3f}" for key, v in colour_stats(x).items()))
+
 
 if __name__ == "__main__":
     main()

@@ -82,6 +82,11 @@ class GuidanceOptions:
     method: str = "cfg"
     apg: APGParams = APGParams()
 
+    @property
+    def uncond_on_every_row(self) -> bool:
+        """Whether every row needs ε_θ(z), guided or not (the implicit-classifier view; CFG++, which re-noises with it)."""
+        return self.always_uncond or self.method == "cfgpp"
+
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"unknown guidance method {self.method!r}; choose one of {', '.join(METHODS)}")
@@ -238,8 +243,7 @@ class CFGDenoiser:
         self.rows_guided = (w != 0).to(c.device).reshape(-1, 1, 1, 1)
         self.running: Tensor | None = None  # APG's momentum state Δ̄, one per row
         # Rows with w = 0 need no ε_θ(z): the uncond half covers only the guided rows (host-side index, no syncs).
-        all_u = opts.always_uncond or cfgpp
-        rows_u = torch.arange(c.shape[0]) if all_u else torch.nonzero(w_host != 0).flatten()
+        rows_u = torch.arange(c.shape[0]) if opts.uncond_on_every_row else torch.nonzero(w_host != 0).flatten()
         self.plan = row_plan(c, rows_u, null_label)
         # The first step's plan: one copy of the rows, all of which get ε_θ(z); the mask keeps it for guided rows only.
         n_one = c.shape[0] // n

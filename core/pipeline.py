@@ -29,6 +29,15 @@ class Pipeline:
     device: torch.device
     guide: FixedBatch | None = None  # autoguidance's weaker conditional model (assets/NAME_bad.*), when shipped
 
+    def guide_for(self, method: str) -> FixedBatch | None:
+        """The weaker model when the method is autoguidance (a clear error if none is shipped), else None."""
+        if method != "autoguidance":
+            return None
+        if self.guide is None:
+            raise ValueError(f"autoguidance needs a weaker model, and none is shipped for {self.card.name!r} "
+                             f"({self.card.stem('bad').name}.safetensors)")
+        return self.guide
+
     def features(self, x: Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(features, class probabilities) of images x (N, C, H, W) in [−1, 1] by the model's metric classifier."""
         return classifier_features(self.classifier, x)

@@ -77,16 +77,6 @@ def method_record(opts: GuidanceOptions) -> dict:
             "apg_beta": opts.apg.momentum}
 
 
-def guide_for(pipe, method: str):
-    """The pipeline's weaker model when the method is autoguidance (a clear error if none is shipped), else None."""
-    if method != "autoguidance":
-        return None
-    if pipe.guide is None:
-        raise ValueError(f"autoguidance needs a weaker model, and none is shipped for {pipe.card.name!r} "
-                         f"({pipe.card.stem('bad').name}.safetensors)")
-    return pipe.guide
-
-
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     from core.pipeline import load_pipeline
@@ -115,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     labels = broadcast_classes(a.classes, len(seeds), pipe.card.num_classes)
     t = time.perf_counter()
     x = generate(pipe.model, seeds, labels, a.w, a.steps, a.sampler, a.v, NoiseConfig(a.truncation, a.temperature),
-                 opts, guide_model=guide_for(pipe, a.method))
+                 opts, guide_model=pipe.guide_for(a.method))
     dt = time.perf_counter() - t
     u8 = to_uint8(x.reshape(-1, *x.shape[2:]))
     imgs = u8.reshape(len(a.w), len(seeds), *u8.shape[1:])

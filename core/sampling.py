@@ -46,7 +46,7 @@ def sample_ancestral(denoiser: Denoiser, z: Tensor, steps: int, noise: SeededNoi
             # 1. Guided ε̃ at λ_i, and x̂ = (z − σ ε̃) / α.
             out = denoiser(z, lam)
             if out.eps_renoise is not None:
-                raise ValueError("this denoiser re-noises with its own ε (CFG++), which is defined for DDIM only")
+                raise ValueError("CFG++ is defined for DDIM only (Chung et al. 2024): choose the ddim sampler")
             lam_t = torch.tensor(lam, dtype=torch.float64)
             x_raw = x_from_eps(z, out.eps, lam_t)
             x = x_raw.clamp(-1.0, 1.0) if clip_x else x_raw
@@ -119,8 +119,6 @@ def generate(model, seeds: list[int], labels: list[int], ws: list[float], steps:
     Sample (j, i) depends only on seeds[i], labels[i] and ws[j]: all rows share the seeds' noise streams.
     opts.method picks the guidance rule; autoguidance takes its weaker model as guide_model.
     """
-    if opts.method == "cfgpp" and sampler != "ddim":
-        raise ValueError("CFG++ is defined for DDIM only (Chung et al. 2024): choose the ddim sampler")
     noise, c, w = _grid_inputs(model, seeds, labels, ws, noise_cfg)
     # Every w row starts from the same seeds' initial noise (SeededNoise draws it once and tiles it), so the first
     # step's network pass runs on one copy of the rows and is tiled: bitwise the same, 1/n_w of that step's rows.

@@ -25,7 +25,7 @@ from core.data import to_uint8
 from core.metrics import (colour_stats, feature_stats, frechet_distance, inception_score, kernel_inception_distance,
                           prepare_ref)
 from core.noise import NoiseConfig
-from core.sample import add_method_args, guide_for, method_options, method_record
+from core.sample import add_method_args, method_options, method_record
 from core.sampling import SAMPLERS, generate
 
 Features = Callable[[Tensor], "tuple[np.ndarray, np.ndarray]"]  # images → (features (N, d), class probabilities (N, K))
@@ -202,8 +202,7 @@ def sweep_stream(model, features: Features, ref: dict, cfg: SweepConfig, guide_m
     for i, p in enumerate(points):
         groups.setdefault(p.noise, []).append(i)
     chunk = int(getattr(model, "chunk", 1))
-    all_u = cfg.opts.always_uncond or cfg.opts.method == "cfgpp"  # CFG++ needs ε_θ(z) on every row
-    rows_per_seed = [len(idx) + (len(idx) if all_u else sum(points[i].w != 0 for i in idx))
+    rows_per_seed = [len(idx) + (len(idx) if cfg.opts.uncond_on_every_row else sum(points[i].w != 0 for i in idx))
                      for idx in groups.values()]
     t0 = time.perf_counter()
     start = 0
@@ -324,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
         ref = {"mu": mu, "sigma": sigma, "features": f_real}
     bar = tqdm(total=a.n, desc=f"sweep {len(cfg.points)} points × N={a.n}")
     last = None
-    for upd in sweep_stream(pipe.model, features, ref, cfg, guide_for(pipe, a.method)):
+    for upd in sweep_stream(pipe.model, features, ref, cfg, pipe.guide_for(a.method)):
         bar.update(upd.done - bar.n)
         write_csv(a.out, upd.rows())  # partial results survive an interrupted run
         last = upd
@@ -360,7 +359,7 @@ def _main_distributed(a, cfg: SweepConfig) -> None:
     rank, world, dev = distributed.init_from_env()
     pipe = _load(str(dev), a)
     t = time.perf_counter()
-    results = sharded_sweep(pipe.model, pipe.features, pipe.ref, cfg, guide_for(pipe, a.method))
+    results = sharded_sweep(pipe.model, pipe.features, pipe.ref, cfg, pipe.guide_for(a.method))
     if rank == 0:
         _report(a, [r.row(a.steps, a.sampler, cfg.opts) for r in results], time.perf_counter() - t)
     distributed.finish()

@@ -27,7 +27,7 @@ from demo import plots
 from demo.runtime import ModelSlot, Runtime
 from demo.validate import (MAX_CURVE_POINTS, check_class, check_curve_n, check_grid_size, check_int, check_model,
                            check_n_seeds, check_range, check_sampler, check_seed, check_steps, check_threshold,
-                           check_unit, check_v, check_w, parse_w_list)
+                           check_unit, check_v, check_w, parse_scale_list, parse_w_list, split_list)
 
 DEFAULT_STEPS = 10
 ROW_SEEDS = 8
@@ -248,8 +248,7 @@ def _locked_sweep(slot: ModelSlot, cfg: SweepConfig) -> Iterator[SweepUpdate]:
     released. (Computing them in a thread beside the sampler was tried: numpy's and torch's threads then fight over
     the 2 cores, 1.2× slower.)
     """
-    guide = slot.pipe.guide if cfg.opts.method == "autoguidance" else None
-    stream = sweep_stream(slot.pipe.model, slot.pipe.features, slot.pipe.ref, cfg, guide)
+    stream = sweep_stream(slot.pipe.model, slot.pipe.features, slot.pipe.ref, cfg, slot.pipe.guide_for(cfg.opts.method))
     with slot.curves_lock:
         slot.curves += 1
     try:
@@ -276,7 +275,7 @@ def truncation_compare(rt: Runtime, cls, seed_start, n_seeds, thresholds_text, t
     """BigGAN truncation of the initial noise and a lower noise temperature, next to CFG, on the same seeds."""
     slot = _slot(rt, model)
     c, s0, n = check_class(cls, slot.card.num_classes), check_seed(seed_start), check_n_seeds(n_seeds)
-    items = [t for t in str(thresholds_text).replace(" ", ",").split(",") if t.strip()]
+    items = split_list(thresholds_text)
     if not items:
         raise gr.Error("give at least one truncation threshold, e.g. 2, 1, 0.5, 0.04")
     thr = [check_threshold(t) for t in items[:6]]
@@ -484,13 +483,6 @@ def _method_options(slot: ModelSlot, methods, apg_eta, apg_r, apg_beta) -> list[
     return [(m, GuidanceOptions(method=METHOD_KEYS[m], apg=apg)) for m in dict.fromkeys(methods)]
 
 
-def _cfgpp_scales(text) -> list[float]:
-    items = [t for t in str(text if text is not None else "").replace(" ", ",").split(",") if t.strip()]
-    if not items or len(items) > 6:
-        raise gr.Error("give 1 to 6 CFG++ scales in [0, 1], e.g. 0.2, 0.6, 1")
-    return [check_unit(t, "CFG++ scale") for t in items]
-
-
 def _row_stats(slot: ModelSlot, x: torch.Tensor, labels: list[int]) -> tuple[float, float]:
     """(class accuracy by the metric classifier, colour: mean HSV saturation / grey: share of pixels at 0 or 255)."""
     _, probs = slot.pipe.features(x)
@@ -505,7 +497,7 @@ def beyond_cfg(rt: Runtime, methods, cls, seed_start, n_seeds, w_list, cfgpp_sca
     slot = _slot(rt, model)
     chosen = _method_options(slot, methods, apg_eta, apg_r, apg_beta)
     c, s0, n = check_class(cls, slot.card.num_classes), check_seed(seed_start), check_n_seeds(n_seeds)
-    ws, pp = parse_w_list(w_list, max_values=6), _cfgpp_scales(cfgpp_scales)
+    ws, pp = parse_w_list(w_list, max_values=6), parse_scale_list(cfgpp_scales, "CFG++ scale")
     steps = check_steps(steps)
     check_grid_size(sum(len(pp) if m == "CFG++" else len(ws) for m, _ in chosen), n)
     seeds, labels = list(range(s0, s0 + n)), [c] * n
@@ -514,8 +506,8 @@ def beyond_cfg(rt: Runtime, methods, cls, seed_start, n_seeds, w_list, cfgpp_sca
     for name, opts in chosen:
         grid_ws = pp if name == "CFG++" else ws
         with slot.lock:
-            guide = slot.pipe.guide if opts.method == "autoguidance" else None
-            x = generate(slot.pipe.model, seeds, labels, grid_ws, steps, "ddim", opts=opts, guide_model=guide)
+            x = generate(slot.pipe.model, seeds, labels, grid_ws, steps, "ddim", opts=opts,
+                         guide_model=slot.pipe.guide_for(opts.method))
         for w, xj in zip(grid_ws, x):
             rows.append(xj)
             names.append(f"{name} " + (f"scale={w:g}" if name == "CFG++" else f"w={w:g}"))
@@ -538,6 +530,7 @@ def beyond_plane(rt: Runtime, n, steps, methods, apg_eta, apg_r, apg_beta, model
     chosen = _method_options(slot, methods, apg_eta, apg_r, apg_beta)
     n, steps = check_curve_n(n), check_steps(steps)
     curves: dict[str, list[dict]] = {}
+    shipped = plots.shipped_method_rows(slot.card)
     t = time.perf_counter()
     for k, (name, opts) in enumerate(chosen):
         points = [SweepPoint(w) for w in PLANE_POINTS[opts.method]]
@@ -546,7 +539,7 @@ def beyond_plane(rt: Runtime, n, steps, methods, apg_eta, apg_r, apg_beta, model
             for upd in updates:
                 progress((k + upd.done / upd.total) / len(chosen), desc=f"{name}: N = {upd.done}/{upd.total}")
                 curves[name] = upd.rows()
-                yield (plots.method_plane_figure(curves, plots.shipped_method_rows(slot.card), slot.card),
+                yield (plots.method_plane_figure(curves, shipped, slot.card),
                        f"{name}: N = {upd.done} of {upd.total} per point · {time.perf_counter() - t:.1f} s")
         finally:
             updates.close()

@@ -102,17 +102,29 @@ def check_v(value) -> float:
     return check_unit(value, "v")
 
 
+def split_list(text) -> list:
+    """The items of a comma / semicolon / space separated list (a list or tuple is taken as it is)."""
+    if isinstance(text, (list, tuple)):
+        return list(text)
+    return [t for t in str(text if text is not None else "").replace(";", ",").replace(" ", ",").split(",") if t.strip()]
+
+
 def parse_w_list(text, max_values: int = MAX_W_VALUES) -> list[float]:
     """A comma/space separated list of w values, each in [−1, 20]."""
-    if isinstance(text, (list, tuple)):
-        items = list(text)
-    else:
-        items = [t for t in str(text if text is not None else "").replace(";", ",").replace(" ", ",").split(",") if t.strip()]
+    items = split_list(text)
     if not items:
         raise gr.Error("the w list is empty: give at least one value, e.g. 0, 1, 3")
     if len(items) > max_values:
         raise gr.Error(f"too many w values ({len(items)}); at most {max_values}")
     return [check_w(t) for t in items]
+
+
+def parse_scale_list(text, name: str, max_values: int = 6) -> list[float]:
+    """A list of 1 to max_values numbers in [0, 1] (e.g. CFG++ scales)."""
+    items = split_list(text)
+    if not items or len(items) > max_values:
+        raise gr.Error(f"give 1 to {max_values} {name}s in [0, 1], e.g. 0.2, 0.6, 1")
+    return [check_unit(t, name) for t in items]
 
 
 def check_threshold(value) -> float:
