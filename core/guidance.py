@@ -46,12 +46,16 @@ class APGParams:
 
     eta (η): weight of the update's part parallel to x̂_c (0 = drop it, 1 = keep it as CFG does);
     norm_bound (r): the update's L2 norm over (C, H, W) is capped at r; None = no bound (default 2.5);
-    momentum (β): Δ̄_t = Δ_t + β Δ̄_{t−1}, negative = "reverse momentum" (default −0.75).
+    momentum (β): Δ̄_t = Δ_t + β Δ̄_{t−1}, negative = "reverse momentum" (default −0.75);
+    clip_x: form Δ from x̂_c and x̂_u clipped to the data range [−1, 1], as a bounded denoiser (EDM's D) gives. Off is
+      the paper's rule on the raw x̂ = (z − σ ε) / α, which at our first step (λ = −20, α ≈ 5e−5) is ~10⁴ times the
+      data range, so momentum carries that step's direction through the whole run (bench/results/apg_ablation_*.txt).
     """
 
     eta: float = 0.0
     norm_bound: float | None = 2.5
     momentum: float = -0.75
+    clip_x: bool = False
 
     def __post_init__(self):
         if self.norm_bound is not None and not self.norm_bound > 0:
@@ -81,6 +85,14 @@ class GuidanceOptions:
     amp_dtype: str | None = None
     method: str = "cfg"
     apg: APGParams = APGParams()
+
+    @property
+    def method_tag(self) -> str:
+        """The method's short name, with APG's parameters where they are not the paper's defaults (sweep labels)."""
+        a = self.apg
+        if self.method != "apg" or a == APGParams():
+            return self.method
+        return f"apg(η={a.eta:g} r={a.norm_bound or 0:g} β={a.momentum:g}{' clip' if a.clip_x else ''})"
 
     @property
     def uncond_on_every_row(self) -> bool:
@@ -260,8 +272,12 @@ class CFGDenoiser:
 
     def _apg(self, z: Tensor, lam0: Tensor, eps_c: Tensor, eps_u: Tensor) -> Tensor:
         """APG in x̂ space: x̂ = x̂_c + w · update; unguided rows keep ε_θ(z, c) bitwise."""
-        x_c = x_from_eps(z, eps_c, lam0)
-        update, self.running = apg_update(x_c, x_from_eps(z, eps_u, lam0), self.running, self.opts.apg)
+        p = self.opts.apg
+        x_c, x_u = x_from_eps(z, eps_c, lam0), x_from_eps(z, eps_u, lam0)
+        if p.clip_x:
+            update, self.running = apg_update(x_c.clamp(-1.0, 1.0), x_u.clamp(-1.0, 1.0), self.running, p)
+        else:
+            update, self.running = apg_update(x_c, x_u, self.running, p)
         x = x_c + self.w.reshape(-1, 1, 1, 1) * update
         return torch.where(self.rows_guided, eps_from_x(z, x, lam0), eps_c)
 

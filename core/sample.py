@@ -64,17 +64,20 @@ def add_method_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--apg-eta", type=float, default=d.eta, help="APG η: weight of the parallel part")
     ap.add_argument("--apg-r", type=float, default=d.norm_bound, help="APG r: norm bound of the update (0 = none)")
     ap.add_argument("--apg-beta", type=float, default=d.momentum, help="APG β: momentum (negative = reverse)")
+    ap.add_argument("--apg-clip-x", action="store_true", help="APG: form Δ from x̂ clipped to [−1, 1] (not the paper's)")
 
 
 def method_options(a: argparse.Namespace) -> GuidanceOptions:
     """The GuidanceOptions of parsed --method arguments."""
-    return GuidanceOptions(method=a.method, apg=APGParams(a.apg_eta, a.apg_r or None, a.apg_beta))
+    return GuidanceOptions(method=a.method, apg=APGParams(a.apg_eta, a.apg_r or None, a.apg_beta, a.apg_clip_x))
 
 
 def method_record(opts: GuidanceOptions) -> dict:
-    """The method and its parameters, as stored next to samples (npz) and in sweep rows."""
+    """The method and its parameters, as stored next to samples (npz) and in sweep rows (APG's are blank for others)."""
+    if opts.method != "apg":
+        return {"method": opts.method, "apg_eta": "", "apg_r": "", "apg_beta": "", "apg_clip_x": ""}
     return {"method": opts.method, "apg_eta": opts.apg.eta, "apg_r": opts.apg.norm_bound or 0.0,
-            "apg_beta": opts.apg.momentum}
+            "apg_beta": opts.apg.momentum, "apg_clip_x": int(opts.apg.clip_x)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,7 +32,7 @@ Features = Callable[[Tensor], "tuple[np.ndarray, np.ndarray]"]  # images → (fe
 
 COLOUR_FIELDS = ["mean_saturation", "saturated_share", "colourfulness", "clipped_share"]  # core.metrics.colour_stats
 CSV_FIELDS = ["label", "w", "s", "truncation", "temperature", "FID", "IS", "IS_std", "KID", "KID_std", "accuracy",
-              *COLOUR_FIELDS, "N", "steps", "sampler", "seconds", "method", "apg_eta", "apg_r", "apg_beta"]
+              *COLOUR_FIELDS, "N", "steps", "sampler", "seconds", "method", "apg_eta", "apg_r", "apg_beta", "apg_clip_x"]
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,8 @@ class PointResult:
     def row(self, steps: int, sampler: str, opts: GuidanceOptions = GuidanceOptions()) -> dict:
         """A CSV row (steps, sampler and the guidance method are the sweep's)."""
         p = self.point
-        return {"label": p.label, "w": p.w, "s": 1 + p.w, "truncation": p.noise.truncation if p.noise.truncation else "",
+        label = p.label if opts.method == "cfg" else f"{opts.method_tag}:{p.label}"  # one CSV may hold several methods
+        return {"label": label, "w": p.w, "s": 1 + p.w, "truncation": p.noise.truncation if p.noise.truncation else "",
                 "temperature": p.noise.temperature, "FID": self.fid, "IS": self.is_mean, "IS_std": self.is_std,
                 "KID": self.kid, "KID_std": self.kid_std, "accuracy": self.correct / max(1, self.n),
                 **{k: self.colour_sums[k] / self.n if k in self.colour_sums else "" for k in COLOUR_FIELDS}, "N": self.n, "steps": steps, "sampler": sampler,
@@ -271,6 +272,18 @@ def parse_points(ws: list[float], truncations: list[float], temperatures: list[f
     return pts
 
 
+def read_csv_rows(path: Path) -> list[dict]:
+    """A sweep CSV's rows as strings (a file written before some CSV_FIELDS existed leaves them blank when rewritten)."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def merge_rows(kept: list[dict], rows: list[dict]) -> list[dict]:
+    """kept's rows, less those whose label is in rows, then rows."""
+    new = {r["label"] for r in rows}
+    return [r for r in kept if r["label"] not in new] + rows
+
+
 def write_csv(path: Path, rows: list[dict]) -> None:
     """Write sweep rows with the fixed CSV_FIELDS header."""
     with open(path, "w", newline="") as f:
@@ -303,6 +316,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--chunk", type=int, default=None, help="fixed network batch (default 16 on CPU, 256 on CUDA)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the network (with CUDA graphs on a GPU)")
     ap.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast the network on CUDA")
+    ap.add_argument("--append", action="store_true",
+                    help="keep --out's other rows (a row with the same label is replaced): one CSV for several methods")
     add_method_args(ap)
     a = ap.parse_args(argv)
     opts = replace(method_options(a), amp_dtype=a.amp)
@@ -321,14 +336,15 @@ def main(argv: list[str] | None = None) -> None:
         f_real, _ = features(load_split("train", pipe.card.dataset)[0])
         mu, sigma = feature_stats(f_real)
         ref = {"mu": mu, "sigma": sigma, "features": f_real}
+    kept = read_csv_rows(a.out) if a.append and a.out.is_file() else []
     bar = tqdm(total=a.n, desc=f"sweep {len(cfg.points)} points × N={a.n}")
     last = None
     for upd in sweep_stream(pipe.model, features, ref, cfg, pipe.guide_for(a.method)):
         bar.update(upd.done - bar.n)
-        write_csv(a.out, upd.rows())  # partial results survive an interrupted run
+        write_csv(a.out, merge_rows(kept, upd.rows()))  # partial results survive an interrupted run
         last = upd
     bar.close()
-    _report(a, last.rows(), last.elapsed)
+    _report(a, last.rows(), last.elapsed, kept)
 
 
 def _load(device: str, a):
@@ -342,8 +358,8 @@ def _load(device: str, a):
     return pipe
 
 
-def _report(a, rows: list[dict], elapsed: float) -> None:
-    write_csv(a.out, rows)
+def _report(a, rows: list[dict], elapsed: float, kept: list[dict] = ()) -> None:
+    write_csv(a.out, merge_rows(list(kept), rows))
     for r in rows:
         sat = f"  saturation {r['mean_saturation']:.3f}" if r["mean_saturation"] != "" else ""
         print(f"{r['label']:>14}  FID {r['FID']:8.3f}  IS {r['IS']:6.3f} ± {r['IS_std']:.3f}  KID {r['KID']:.4f}  "
@@ -361,7 +377,8 @@ def _main_distributed(a, cfg: SweepConfig) -> None:
     t = time.perf_counter()
     results = sharded_sweep(pipe.model, pipe.features, pipe.ref, cfg, pipe.guide_for(a.method))
     if rank == 0:
-        _report(a, [r.row(a.steps, a.sampler, cfg.opts) for r in results], time.perf_counter() - t)
+        kept = read_csv_rows(a.out) if a.append and a.out.is_file() else []
+        _report(a, [r.row(a.steps, a.sampler, cfg.opts) for r in results], time.perf_counter() - t, kept)
     distributed.finish()
 
 

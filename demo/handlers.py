@@ -406,14 +406,19 @@ def _colour_figures(slot: ModelSlot, ws: list[float], u8: np.ndarray, u8_fix: np
     largest w; empty panels for a grey model."""
     if slot.card.channels != 3:
         return plots.colour_figure(ws, [], None, None), plots.hue_saturation_figure({})
-    if "colour" not in slot.data_stats:  # the real held-out images' level, computed once per model
-        x, _ = load_split("heldout", slot.card.dataset)
-        slot.data_stats["colour"] = colour_stats(to_uint8(x))
     stats = [colour_stats(u8[j]) for j in range(len(ws))]
     fixed = [colour_stats(u8_fix[j]) for j in range(len(ws))] if u8_fix is not None else None
     lo, hi = int(np.argmin(ws)), int(np.argmax(ws))
     scatter = plots.hue_saturation_figure({f"w = {ws[lo]:g}": u8[lo], f"w = {ws[hi]:g}": u8[hi]})
-    return plots.colour_figure(ws, stats, fixed, slot.data_stats["colour"]), scatter
+    return plots.colour_figure(ws, stats, fixed, _data_colour(slot)), scatter
+
+
+def _data_colour(slot: ModelSlot) -> dict:
+    """colour_stats of the real held-out images, computed once per model."""
+    if "colour" not in slot.data_stats:
+        x, _ = load_split("heldout", slot.card.dataset)
+        slot.data_stats["colour"] = colour_stats(to_uint8(x))
+    return slot.data_stats["colour"]
 
 
 # ---------------------------------------------------------------- tab 6: live FID / IS curves
@@ -450,7 +455,7 @@ def initial_curves(rt: Runtime, sampler: str = "ddim", steps=DEFAULT_STEPS, mode
 
 METHOD_KEYS = {"CFG": "cfg", "APG": "apg", "CFG++": "cfgpp", "autoguidance": "autoguidance"}
 PLANE_POINTS = {"cfg": (0.0, 0.5, 1.0, 3.0), "apg": (1.0, 3.0, 8.0), "cfgpp": (0.2, 0.6, 1.0),
-                "autoguidance": (0.5, 1.0, 3.0)}  # the live FID–IS plane's w (CFG++: its scale) per method
+                "autoguidance": (0.5, 1.0, 2.0)}  # the live FID–IS plane's w (CFG++: its scale) per method
 
 
 def method_choices(rt: Runtime, model=DEFAULT_MODEL) -> list[str]:
@@ -465,7 +470,8 @@ def method_choices_update(rt: Runtime, model, current) -> dict:
     return gr.update(choices=choices, value=[m for m in (current or []) if m in choices] or ["CFG"])
 
 
-def _method_options(slot: ModelSlot, methods, apg_eta, apg_r, apg_beta) -> list[tuple[str, GuidanceOptions]]:
+def _method_options(slot: ModelSlot, methods, apg_eta, apg_r, apg_beta,
+                    apg_clip=False) -> list[tuple[str, GuidanceOptions]]:
     """Validated (name, options) per ticked method."""
     if isinstance(methods, str):
         methods = [methods]
@@ -479,7 +485,9 @@ def _method_options(slot: ModelSlot, methods, apg_eta, apg_r, apg_beta) -> list[
     eta = check_unit(apg_eta, "APG η")
     r = check_range(apg_r, "APG norm bound r (0 = none)", 0.0, 1000.0)
     beta = check_range(apg_beta, "APG momentum β", -0.99, 0.0)
-    apg = APGParams(eta, r or None, beta)
+    if not isinstance(apg_clip, bool):
+        raise gr.Error(f"APG clip x̂ must be true or false, got {apg_clip!r}")
+    apg = APGParams(eta, r or None, beta, apg_clip)
     return [(m, GuidanceOptions(method=METHOD_KEYS[m], apg=apg)) for m in dict.fromkeys(methods)]
 
 
@@ -492,10 +500,10 @@ def _row_stats(slot: ModelSlot, x: torch.Tensor, labels: list[int]) -> tuple[flo
 
 
 def beyond_cfg(rt: Runtime, methods, cls, seed_start, n_seeds, w_list, cfgpp_scales, apg_eta, apg_r, apg_beta, steps,
-               model=DEFAULT_MODEL) -> tuple[Image.Image, object, str]:
+               model=DEFAULT_MODEL, apg_clip=False) -> tuple[Image.Image, object, str]:
     """Rows = method × w on the same seeds (DDIM, which CFG++ needs); per row the class accuracy and saturation."""
     slot = _slot(rt, model)
-    chosen = _method_options(slot, methods, apg_eta, apg_r, apg_beta)
+    chosen = _method_options(slot, methods, apg_eta, apg_r, apg_beta, apg_clip)
     c, s0, n = check_class(cls, slot.card.num_classes), check_seed(seed_start), check_n_seeds(n_seeds)
     ws, pp = parse_w_list(w_list, max_values=6), parse_scale_list(cfgpp_scales, "CFG++ scale")
     steps = check_steps(steps)
@@ -523,11 +531,11 @@ def beyond_cfg(rt: Runtime, methods, cls, seed_start, n_seeds, w_list, cfgpp_sca
         "  \n" + table
 
 
-def beyond_plane(rt: Runtime, n, steps, methods, apg_eta, apg_r, apg_beta, model=DEFAULT_MODEL,
+def beyond_plane(rt: Runtime, n, steps, methods, apg_eta, apg_r, apg_beta, model=DEFAULT_MODEL, apg_clip=False,
                  progress=gr.Progress()):
     """Every ticked method's FID-vs-IS curve, recomputed live on the same seeds (streaming), over the shipped ones."""
     slot = _slot(rt, model)
-    chosen = _method_options(slot, methods, apg_eta, apg_r, apg_beta)
+    chosen = _method_options(slot, methods, apg_eta, apg_r, apg_beta, apg_clip)
     n, steps = check_curve_n(n), check_steps(steps)
     curves: dict[str, list[dict]] = {}
     shipped = plots.shipped_method_rows(slot.card)
@@ -545,7 +553,16 @@ def beyond_plane(rt: Runtime, n, steps, methods, apg_eta, apg_r, apg_beta, model
             updates.close()
 
 
-def precomputed_plane(rt: Runtime, model=DEFAULT_MODEL) -> object:
-    """The shipped sweeps' FID-vs-IS curves, one per method."""
-    card = rt.card(check_model(model, rt.names))
-    return plots.method_plane_figure({}, plots.shipped_method_rows(card), card)
+def precomputed_plane(rt: Runtime, model=DEFAULT_MODEL) -> tuple[object, object]:
+    """The shipped sweeps' FID-vs-IS curves, one per method, and (colour models) accuracy vs saturation per method
+    with the real held-out data's saturation marked."""
+    slot = _slot(rt, model)
+    shipped = plots.shipped_method_rows(slot.card)
+    sat = plots.shipped_method_saturation(shipped)
+    data = _data_colour(slot)["mean_saturation"] if slot.card.channels == 3 else None
+    n = max((int(float(r["N"])) for rows in shipped.values() for r in rows), default=0)
+    fig = plots.method_tradeoff_figure(
+        sat, "mean HSV saturation", f"{slot.card.title}: accuracy vs saturation per method (shipped sweeps, N={n:,})",
+        (data, "real data") if data is not None else None) if sat else plots.note_figure(
+        "saturation per method: the shipped sweeps of a colour model (emoji) have it")
+    return plots.method_plane_figure({}, shipped, slot.card), fig

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from PIL import Image
 
+from core.guidance import APGParams
 from core.registry import ModelCard
 
 
@@ -50,9 +51,17 @@ def shipped_sweeps(card: ModelCard) -> list[Sweep]:
     return sorted((read_sweep(p) for p in card.sweeps()), key=lambda s: (s.sampler != "ddim", s.steps))
 
 
+def _is_cfg(r: dict) -> bool:
+    """A CFG row (sweeps written before methods existed have no method column)."""
+    return (r.get("method") or "cfg") == "cfg"
+
+
 def _family(rows: list[dict]) -> dict[str, list[dict]]:
+    """CFG's rows by w and its truncation / temperature baselines (other methods' rows are left to the Beyond tab)."""
     fam: dict[str, list[dict]] = {"CFG": [], "truncation": [], "temperature": []}
     for r in rows:
+        if not _is_cfg(r):
+            continue
         if r["truncation"]:  # a threshold (None in a read CSV, "" in a live row when off)
             fam["truncation"].append(r)
         elif float(r["temperature"]) != 1.0:
@@ -181,6 +190,14 @@ COLOUR_METRICS = [("mean_saturation", "mean HSV saturation"), ("saturated_share"
                   ("colourfulness", "colourfulness (Hasler & Süsstrunk)"), ("clipped_share", "share of clipped channel values")]
 
 
+def note_figure(text: str, height: int = 380) -> go.Figure:
+    """An empty figure that says why it is empty."""
+    fig = go.Figure()
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_layout(height=height, xaxis=dict(visible=False), yaxis=dict(visible=False))
+    return fig
+
+
 def colour_figure(ws: list[float], stats: list[dict], fixed: list[dict] | None, data: dict | None) -> go.Figure:
     """core.metrics.colour_stats of the samples as curves over w (with the remedy, dashed), the real data's level dotted."""
     fig = make_subplots(rows=1, cols=4, subplot_titles=[t for _, t in COLOUR_METRICS], horizontal_spacing=0.06)
@@ -296,17 +313,41 @@ METHOD_COLOURS = {"CFG": "#1f77b4", "APG": "#2ca02c", "CFG++": "#d62728", "autog
 METHOD_NAMES = {"cfg": "CFG", "apg": "APG", "cfgpp": "CFG++", "autoguidance": "autoguidance"}
 
 
-def method_tradeoff_figure(stats: dict[str, list[tuple[float, float, float]]], x_title: str) -> go.Figure:
-    """Per method, class accuracy against saturation, one point per w (CFG++: per scale): up and left is better."""
+def method_tradeoff_figure(stats: dict[str, list[tuple[float, float, float]]], x_title: str,
+                           title: str = "class accuracy vs saturation, per method (labels: w, or CFG++'s scale)",
+                           x_ref: tuple[float, str] | None = None) -> go.Figure:
+    """Per method, class accuracy against saturation, one point per w (CFG++: per scale): up and left is better.
+
+    x_ref: (value, name) of a reference level drawn as a dotted vertical line, e.g. the real data's saturation."""
     fig = go.Figure()
     for name, pts in stats.items():
         fig.add_trace(go.Scatter(x=[p[2] for p in pts], y=[100 * p[1] for p in pts], mode="lines+markers+text",
                                  text=[f"{p[0]:g}" for p in pts], textposition="top center", name=name,
-                                 line=dict(color=METHOD_COLOURS.get(name))))
-    fig.update_layout(title="class accuracy vs saturation, per method (labels: w, or CFG++'s scale)",
-                      xaxis_title=x_title, yaxis_title="class accuracy (%) by our classifier", height=380,
+                                 line=dict(color=method_colour(name))))
+    if x_ref is not None:
+        fig.add_vline(x=x_ref[0], line=dict(color="#999999", dash="dot"), annotation_text=x_ref[1],
+                      annotation_position="bottom right")
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="class accuracy (%) by our classifier", height=380,
                       margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+def method_colour(name: str) -> str:
+    """A method's colour; a variant of APG (other parameters than the paper's) gets its own."""
+    return METHOD_COLOURS.get(name, "#17becf")
+
+
+def method_name(r: dict) -> str:
+    """A sweep row's method as the app names it; APG with other than the paper's defaults names its parameters."""
+    m = r.get("method") or "cfg"
+    if m != "apg":
+        return METHOD_NAMES[m]
+    d = APGParams()
+    eta, bound, beta = float(r["apg_eta"]), float(r["apg_r"]) or None, float(r["apg_beta"])
+    clip = str(r.get("apg_clip_x") or "0") not in ("0", "False")
+    if (eta, bound, beta, clip) == (d.eta, d.norm_bound, d.momentum, d.clip_x):
+        return "APG"
+    return f"APG (η={eta:g}, r={bound or 'none'}, β={beta:g}" + (", clipped x̂)" if clip else ")")
 
 
 def shipped_method_rows(card: ModelCard) -> dict[str, list[dict]]:
@@ -315,8 +356,20 @@ def shipped_method_rows(card: ModelCard) -> dict[str, list[dict]]:
     for sw in shipped_sweeps(card):
         if sw.sampler != "ddim":
             continue
-        for r in _family(sw.rows)["CFG"]:
-            out.setdefault(METHOD_NAMES[r.get("method") or "cfg"], []).append(r)
+        for r in sw.rows:
+            if not r["truncation"] and r["temperature"] == 1.0:
+                out.setdefault(method_name(r), []).append(r)
+    return out
+
+
+def shipped_method_saturation(shipped: dict[str, list[dict]]) -> dict[str, list[tuple[float, float, float]]]:
+    """(w, accuracy, mean saturation) per method from shipped rows that have colour columns (RGB models)."""
+    out = {}
+    for name, rows in shipped.items():
+        pts = sorted((float(r["w"]), float(r["accuracy"]), float(r["mean_saturation"])) for r in rows
+                     if r.get("mean_saturation") not in (None, "") and r.get("accuracy") not in (None, ""))
+        if pts:
+            out[name] = pts
     return out
 
 
@@ -330,7 +383,7 @@ def method_plane_figure(live: dict[str, list[dict]], shipped: dict[str, list[dic
             fig.add_trace(go.Scatter(x=[float(r["IS"]) for r in rows], y=[float(r["FID"]) for r in rows],
                                      mode="lines+markers+text", text=[f"{float(r['w']):g}" for r in rows],
                                      textposition="top center", name=f"{name} ({'live' if style == 'solid' else 'shipped'}, {tag})",
-                                     line=dict(color=METHOD_COLOURS.get(name), dash=style)))
+                                     line=dict(color=method_colour(name), dash=style)))
     cfg = sorted(shipped.get("CFG", []) or live.get("CFG", []), key=lambda r: float(r["w"]))
     if len(cfg) >= 2:  # CFG's direction: from its smallest to its largest w
         a, b = cfg[0], cfg[-1]

@@ -251,17 +251,20 @@ def _beyond_tab(rt: Runtime, model, card: ModelCard, classes: list):
         eta = Slider(0, 1, value=apg.eta, step=0.05, label="APG η (parallel part kept)")
         r = Slider(0, 50, value=apg.norm_bound, step=0.5, label="APG r (norm bound, 0 = none)")
         beta = Slider(-0.95, 0, value=apg.momentum, step=0.05, label="APG β (momentum)")
+        clip = gr.Checkbox(apg.clip_x, label="APG: Δ from x̂ clipped to [−1, 1] (off = the paper's rule; see the text)")
     btn = gr.Button("Compare on the same seeds", variant="primary", elem_id="beyond-run")
     img = gr.Image(label="rows: method × w · columns: the same seeds", format="png", type="pil", elem_id="beyond-image")
     fig = gr.Plot(label="class accuracy vs saturation, per method")
     info = gr.Markdown()
-    inputs = [methods, cls, seed, n, ws, pp, eta, r, beta, steps, model]
+    inputs = [methods, cls, seed, n, ws, pp, eta, r, beta, steps, model, clip]
     btn.click(_bind(rt, H.beyond_cfg), inputs, [img, fig, info], api_name="beyond_cfg")
     defaults = [apg.eta, apg.norm_bound, apg.momentum, H.DEFAULT_STEPS]
-    examples = [[["CFG", "APG", "CFG++"], 3, 0, 6, "1, 3, 8", "0.2, 0.6, 1", *defaults, rt.default]]
+    examples = [[["CFG", "APG", "CFG++"], 3, 0, 6, "1, 3, 8", "0.2, 0.6, 1", *defaults, rt.default, apg.clip_x]]
     colour_model = _colour_model(rt)
     if colour_model is not None:
-        examples.append([["CFG", "APG"], 0, 0, 6, "8", "0.6", *defaults, colour_model])
+        examples.append([["CFG", "APG"], 0, 0, 6, "8", "0.6", *defaults, colour_model, apg.clip_x])
+        # APG without momentum, bound r = 20: the setting that keeps CFG's accuracy here (README, "Beyond CFG")
+        examples.append([["CFG", "APG"], 0, 0, 6, "8", "0.6", 0.0, 20.0, 0.0, H.DEFAULT_STEPS, colour_model, False])
     gr.Examples(examples, inputs, [img, fig, info], fn=partial(H.beyond_cfg, rt), cache_examples=True,
                 cache_mode="lazy", label="w = 8: CFG vs APG (and CFG++)", elem_id="preset-beyond")
     gr.Markdown("#### The FID–IS plane, per method (same seeds 0…N−1 for every method)")
@@ -269,12 +272,14 @@ def _beyond_tab(rt: Runtime, model, card: ModelCard, classes: list):
         n_plane = Slider(10, 500, value=50, step=10, label="N samples per point")
         start = gr.Button("Recompute live", variant="primary")
         stop = gr.Button("Stop", variant="stop")
-    plane = gr.Plot(value=H.precomputed_plane(rt, rt.default), label="FID vs IS per method")
+    plane_0, saturation_0 = H.precomputed_plane(rt, rt.default)
+    plane = gr.Plot(value=plane_0, label="FID vs IS per method")
     status = gr.Markdown()
-    run = start.click(_bind(rt, H.beyond_plane), [n_plane, steps, methods, eta, r, beta, model], [plane, status],
+    saturation = gr.Plot(value=saturation_0, label="saturation per method (shipped sweeps; colour models)")
+    run = start.click(_bind(rt, H.beyond_plane), [n_plane, steps, methods, eta, r, beta, model, clip], [plane, status],
                       api_name="beyond_plane", concurrency_limit=1)
     stop.click(None, None, None, cancels=[run], api_visibility="private")
-    return methods, plane
+    return methods, plane, saturation
 
 
 def build_demo(rt: Runtime | None = None) -> gr.Blocks:
@@ -302,7 +307,7 @@ def build_demo(rt: Runtime | None = None) -> gr.Blocks:
             with gr.Tab("FID / IS curves", id="curves"):
                 _curves_tab(rt, model)
             with gr.Tab("Beyond CFG", id="beyond"):
-                methods, plane = _beyond_tab(rt, model, card, classes)
+                methods, plane, saturation = _beyond_tab(rt, model, card, classes)
             with gr.Tab("The idea", id="idea"):
                 gr.Markdown(texts.IDEA, latex_delimiters=texts.LATEX)
         gr.Markdown(texts.FOOTER)
@@ -310,7 +315,7 @@ def build_demo(rt: Runtime | None = None) -> gr.Blocks:
         model.change(_bind(rt, H.class_choices), [model, *classes], classes, api_name="class_choices")
         model.change(_bind(rt, H.precomputed_tradeoff), [model], [tradeoff], api_name="precomputed_tradeoff")
         model.change(_bind(rt, H.method_choices_update), [model, methods], [methods], api_name="method_choices")
-        model.change(_bind(rt, H.precomputed_plane), [model], [plane], api_name="precomputed_plane")
+        model.change(_bind(rt, H.precomputed_plane), [model], [plane, saturation], api_name="precomputed_plane")
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo
 

@@ -104,8 +104,13 @@ def test_beyond_cfg_endpoints(client, app_url):
     img, plot, info = client.predict(["CFG", "APG", "CFG++"], 3, 0, 2, "1, 8", "0.5", 0.0, 2.5, -0.75, 3,
                                      api_name="/beyond_cfg")
     assert _png_bytes(app_url, img)[:8] == b"\x89PNG\r\n\x1a\n" and "**CFG++**: scale=0.5" in info
-    assert client.predict("digits", ["CFG", "APG"], api_name="/method_choices") is not None
-    assert client.predict("digits", api_name="/precomputed_plane") is not None
+    img, plot, info = client.predict(["APG", "autoguidance"], 0, 0, 2, "1", "0.5", 0.0, 20.0, 0.0, 3, "emoji", True,
+                                     api_name="/beyond_cfg")  # APG with Δ from clipped x̂, and the weaker emoji model
+    assert "**autoguidance**: w=1: accuracy" in info and "**APG**: w=1: accuracy" in info
+    update = client.predict("emoji", ["CFG", "autoguidance"], api_name="/method_choices")
+    assert "autoguidance" in str(update)
+    plane, saturation = client.predict("emoji", api_name="/precomputed_plane")
+    assert plane is not None and saturation is not None
     job = client.submit(10, 2, ["CFG", "APG"], 0.0, 2.5, -0.75, api_name="/beyond_plane")
     assert list(job)[-1][1].startswith("APG: N = 10 of 10")
 

@@ -61,7 +61,7 @@ PRESETS = [  # (tab, gr.Examples elem_id, number of presets, the output image it
     ("Saturation lab", "preset-saturation", 1, "saturation-image"),
     ("Guidance sweep", "preset-figure4", 1, "grid-image"),  # the colour model's presets (issue #12)
     ("Saturation lab", "preset-colour-saturation", 1, "saturation-image"),
-    ("Beyond CFG", "preset-beyond", 2, "beyond-image"),  # "w = 8: CFG vs APG (and CFG++)", digits and emoji (#13)
+    ("Beyond CFG", "preset-beyond", 3, "beyond-image"),  # "w = 8: CFG vs APG (and CFG++)": digits, emoji, tuned APG
 ]
 
 

@@ -152,3 +152,30 @@ def test_sample_and_sweep_clis_take_a_guidance_method(tmp_path, pipeline):
         with pytest.raises(ValueError, match="autoguidance needs a weaker model, and none is shipped for 'digits'"):
             sample_main(["--method", "autoguidance", "--seeds", "0", "--steps", "2", "--out", str(tmp_path / "b.png"),
                          "--device", "cpu"])
+    else:  # the shipped weaker model: the CLI's pixels are generate()'s with it as the guide
+        sample_main(["--method", "autoguidance", "--classes", "5", "--w", "1", "--seeds", "0-1", "--steps", "3",
+                     "--sampler", "ddim", "--out", str(tmp_path / "b.png"), "--npz", str(npz), "--device", "cpu"])
+        x = generate(pipeline.model, [0, 1], [5, 5], [1.0], 3, "ddim", opts=GuidanceOptions(method="autoguidance"),
+                     guide_model=pipeline.guide)
+        with np.load(npz) as f:
+            assert np.array_equal(f["images"], to_uint8(x.reshape(-1, *x.shape[2:])).reshape(1, 2, 28, 28))
+            assert str(f["method"]) == "autoguidance"
+
+
+def test_sweep_cli_appends_each_method_to_one_csv(tmp_path):
+    """--append keeps the CSV's other rows and replaces a row with the same label; labels name the method and, for
+    APG off the paper's defaults, its parameters; APG's columns are blank on other methods' rows."""
+    from core.sweep import main as sweep_main
+
+    out = tmp_path / "all.csv"
+    base = ["--n", "4", "--steps", "2", "--sampler", "ddim", "--out", str(out), "--device", "cpu"]
+    sweep_main(["--w", "0", "1", *base])
+    first = read_rows(out)
+    sweep_main(["--w", "1", "--method", "apg", "--append", *base])
+    sweep_main(["--w", "1", "--method", "apg", "--apg-beta", "0", "--apg-clip-x", "--append", *base])
+    sweep_main(["--w", "1", "--method", "apg", "--append", *base])  # the same label again: replaced, not duplicated
+    rows = read_rows(out)
+    assert [r["label"] for r in rows] == ["w=0", "w=1", "apg(η=0 r=2.5 β=0 clip):w=1", "apg:w=1"]
+    assert rows[:2] == first and rows[0]["apg_eta"] == "" and rows[0]["method"] == "cfg"
+    assert (rows[2]["apg_beta"], rows[2]["apg_clip_x"], rows[3]["apg_beta"], rows[3]["apg_clip_x"]) == ("0", "1", "-0.75", "0")
+    assert rows[2]["FID"] != rows[3]["FID"]

@@ -180,28 +180,29 @@ def test_beyond_cfg_rows_are_the_methods_own_samples_on_the_same_seeds(rt):
     from core.guidance import APGParams, GuidanceOptions
     from core.images import grid_image
 
-    img, fig, info = H.beyond_cfg(rt, ["CFG", "APG", "CFG++"], 2, 0, 2, "1, 8", "0.5", 0.0, 2.5, -0.75, 3)
+    img, fig, info = H.beyond_cfg(rt, ["CFG", "APG", "CFG++", "autoguidance"], 2, 0, 2, "1, 8", "0.5", 0.0, 2.5, -0.75, 3)
     assert "CFG++ is defined for DDIM only" in info and "**APG**: w=1: accuracy" in info and "clipped" in info
-    assert {t.name for t in fig.data} == {"CFG", "APG", "CFG++"}
-    m = rt.slot("digits").pipe.model
+    assert {t.name for t in fig.data} == {"CFG", "APG", "CFG++", "autoguidance"}
+    m, guide = rt.slot("digits").pipe.model, rt.slot("digits").pipe.guide
     rows = [H.generate(m, [0, 1], [2, 2], [1.0, 8.0], 3, "ddim")]
     rows.append(H.generate(m, [0, 1], [2, 2], [1.0, 8.0], 3, "ddim", opts=GuidanceOptions(method="apg", apg=APGParams())))
     rows.append(H.generate(m, [0, 1], [2, 2], [0.5], 3, "ddim", opts=GuidanceOptions(method="cfgpp")))
-    want = grid_image(H._u8(torch.cat(rows)), 3, ["CFG w=1", "CFG w=8", "APG w=1", "APG w=8", "CFG++ scale=0.5"])
+    rows.append(H.generate(m, [0, 1], [2, 2], [1.0, 8.0], 3, "ddim", opts=GuidanceOptions(method="autoguidance"),
+                           guide_model=guide))
+    want = grid_image(H._u8(torch.cat(rows)), 3, ["CFG w=1", "CFG w=8", "APG w=1", "APG w=8", "CFG++ scale=0.5",
+                                                   "autoguidance w=1", "autoguidance w=8"])
     assert np.array_equal(np.asarray(img), np.asarray(want))
 
 
 @pytest.mark.parametrize("args,phrase", [
     (([], 2, 0, 2, "1", "0.5", 0, 2.5, -0.75, 3), "tick at least one method"),
     ((["PAG"], 2, 0, 2, "1", "0.5", 0, 2.5, -0.75, 3), "unknown method 'PAG'"),
-    ((["autoguidance"], 2, 0, 2, "1", "0.5", 0, 2.5, -0.75, 3), "autoguidance needs a weaker model"),
     ((["CFG++"], 2, 0, 2, "1", "1.5", 0, 2.5, -0.75, 3), "CFG++ scale must be between 0 and 1"),
     ((["APG"], 2, 0, 2, "1", "0.5", 2, 2.5, -0.75, 3), "APG η must be between 0 and 1"),
     ((["APG"], 2, 0, 2, "1", "0.5", 0, 2.5, 0.5, 3), "APG momentum β must be between -0.99 and 0"),
+    ((["APG"], 2, 0, 2, "1", "0.5", 0, 2.5, -0.75, 3, "digits", "yes"), "APG clip x̂ must be true or false"),
 ])
 def test_beyond_cfg_bad_input_is_a_clear_error(rt, args, phrase):
-    if rt.slot("digits").pipe.guide is not None and "autoguidance" in args[0]:
-        pytest.skip("a weaker digits model is shipped")
     with pytest.raises(gr.Error, match=phrase.replace("+", "\\+")):
         H.beyond_cfg(rt, *args)
 
@@ -213,6 +214,21 @@ def test_beyond_plane_streams_each_methods_curve(rt):
     assert any(n.startswith("CFG (live") for n in names) and any(n.startswith("APG (live") for n in names)
     assert any(n.startswith("CFG (shipped") for n in names)  # the shipped DDIM sweep, drawn dotted
     assert status.startswith("APG: N = 10 of 10")
+
+
+@pytest.mark.parametrize("model", ["digits", "emoji"])
+def test_shipped_sweeps_hold_every_method_on_the_fid_is_plane(rt, model):
+    """Every method's shipped curve (N ≥ 2,000, DDIM T = 10) is on the plane; the colour model also draws accuracy vs
+    saturation per method with the real data's level, a grey model says why that panel is empty."""
+    plane, sat = H.precomputed_plane(rt, model)
+    names = {t.name.split(" (shipped")[0] for t in plane.data}
+    assert {"CFG", "APG", "APG (η=0, r=20, β=0)", "CFG++", "autoguidance"} <= names, names
+    assert all(", N=2,000)" in t.name for t in plane.data), [t.name for t in plane.data]
+    if model == "emoji":
+        assert {"CFG", "APG", "CFG++", "autoguidance"} <= {t.name for t in sat.data}
+        assert sat.layout.shapes and sat.layout.shapes[0].x0 == pytest.approx(0.295, abs=0.01)  # the data's saturation
+    else:
+        assert not sat.data and "colour model" in sat.layout.annotations[0].text
 
 
 def test_plots_fit_in_a_cached_example():

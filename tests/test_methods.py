@@ -62,6 +62,22 @@ def test_apg_update_parts():
         APGParams(momentum=0.5)
 
 
+def test_apg_momentum_carries_the_first_steps_raw_x_hat_unless_clipped(model):
+    """At λ = −20, x̂ = (z − σε)/α is ~10⁴ times the data range; the paper's rule stores that Δ in the running Δ̄ and
+    carries it on. With clip_x, Δ comes from x̂ in [−1, 1], so |Δ̄| ≤ 2 / (1 − |β|) element-wise at every step."""
+    c = torch.tensor([0, 4, 9])
+    z = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    p = APGParams(eta=0.0, norm_bound=2.5, momentum=-0.75)
+    raw = CFGDenoiser(model, c, torch.full((3,), 8.0), model.cfg.null_label, GuidanceOptions(method="apg", apg=p))
+    clipped = CFGDenoiser(model, c, torch.full((3,), 8.0), model.cfg.null_label,
+                          GuidanceOptions(method="apg", apg=APGParams(0.0, 2.5, -0.75, clip_x=True)))
+    for lam in (-20.0, -10.0, 0.0):
+        raw(z, lam)
+        clipped(z, lam)
+        assert clipped.running.abs().max() <= 2.0 / (1 - 0.75) + 1e-6
+    assert raw.running.abs().max() > 1e2
+
+
 def test_cfgpp_at_scale_zero_is_unguided_ddim(model):
     """CFG++ at scale 0 forms x̂ from ε_θ(z) and re-noises with ε_θ(z): the unconditional model's DDIM (w = −1)."""
     seeds, labels = [3, 8], [2, 5]
