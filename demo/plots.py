@@ -347,7 +347,7 @@ def method_name(r: dict) -> str:
     clip = str(r.get("apg_clip_x") or "0") not in ("0", "False")
     if (eta, bound, beta, clip) == (d.eta, d.norm_bound, d.momentum, d.clip_x):
         return "APG"
-    return f"APG (η={eta:g}, r={bound or 'none'}, β={beta:g}" + (", clipped x̂)" if clip else ")")
+    return f"APG (η={eta:g}, r={format(bound, 'g') if bound else 'none'}, β={beta:g}" + (", clipped x̂)" if clip else ")")
 
 
 def shipped_method_rows(card: ModelCard) -> dict[str, list[dict]]:
