@@ -344,7 +344,7 @@ def method_name(r: dict) -> str:
         return METHOD_NAMES[m]
     d = APGParams()
     eta, bound, beta = float(r["apg_eta"]), float(r["apg_r"]) or None, float(r["apg_beta"])
-    clip = str(r.get("apg_clip_x") or "0") not in ("0", "False")
+    clip = r.get("apg_clip_x") == "1"  # core.sample.method_record writes 0 / 1
     if (eta, bound, beta, clip) == (d.eta, d.norm_bound, d.momentum, d.clip_x):
         return "APG"
     return f"APG (η={eta:g}, r={format(bound, 'g') if bound else 'none'}, β={beta:g}" + (", clipped x̂)" if clip else ")")
