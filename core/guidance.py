@@ -274,10 +274,9 @@ class CFGDenoiser:
         """APG in x̂ space: x̂ = x̂_c + w · update; unguided rows keep ε_θ(z, c) bitwise."""
         p = self.opts.apg
         x_c, x_u = x_from_eps(z, eps_c, lam0), x_from_eps(z, eps_u, lam0)
-        if p.clip_x:
-            update, self.running = apg_update(x_c.clamp(-1.0, 1.0), x_u.clamp(-1.0, 1.0), self.running, p)
-        else:
-            update, self.running = apg_update(x_c, x_u, self.running, p)
+        # Δ's inputs: the raw x̂ (the paper's rule), or x̂ clipped to the data range (APGParams.clip_x)
+        d_c, d_u = (x_c.clamp(-1.0, 1.0), x_u.clamp(-1.0, 1.0)) if p.clip_x else (x_c, x_u)
+        update, self.running = apg_update(d_c, d_u, self.running, p)
         x = x_c + self.w.reshape(-1, 1, 1, 1) * update
         return torch.where(self.rows_guided, eps_from_x(z, x, lam0), eps_c)
 
