@@ -5,6 +5,7 @@ import base64
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -385,12 +386,14 @@ def method_plane_figure(live: dict[str, list[dict]], shipped: dict[str, list[dic
                                      textposition="top center", name=f"{name} ({'live' if style == 'solid' else 'shipped'}, {tag})",
                                      line=dict(color=method_colour(name), dash=style)))
     cfg = sorted(shipped.get("CFG", []) or live.get("CFG", []), key=lambda r: float(r["w"]))
-    if len(cfg) >= 2:  # CFG's direction: from its smallest to its largest w
-        a, b = cfg[0], cfg[-1]
-        fig.add_annotation(x=float(b["IS"]), y=float(b["FID"]), ax=float(a["IS"]), ay=float(a["FID"]), xref="x", yref="y",
+    if len(cfg) >= 2 and float(cfg[0]["FID"]) > 0 and float(cfg[-1]["FID"]) > 0:  # CFG's direction: smallest → largest w
+        a, b = cfg[0], cfg[-1]  # (an annotation on a log axis takes log10 coordinates)
+        fig.add_annotation(x=float(b["IS"]), y=math.log10(float(b["FID"])), ax=float(a["IS"]),
+                           ay=math.log10(float(a["FID"])), xref="x", yref="y",
                            axref="x", ayref="y", showarrow=True, arrowhead=3, arrowcolor="#999999",
                            text="CFG: w ↑ trades diversity (FID) for fidelity (IS)", font=dict(size=10))
     fig.update_layout(title=f"{card.title}: FID vs IS per guidance method, lower-right is better",
-                      xaxis_title="IS (our classifier) ↑", yaxis_title="FID (our classifier's features) ↓", height=460,
+                      xaxis_title="IS (our classifier) ↑", yaxis_title="FID (our classifier's features, log scale) ↓",
+                      yaxis_type="log", height=460,
                       margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.2))
     return fig
