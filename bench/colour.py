@@ -51,7 +51,7 @@ def main() -> None:
         for name, opts in REMEDIES:
             print(f"w = {w:4g}, {name:>34}: " + measure(pipe, seeds, labels, w, a, opts), flush=True)
     apg = replace(method_options(a), method="apg")
-    name = f"APG η={apg.apg.eta:g} r={apg.apg.norm_bound or 'none'} β={apg.apg.momentum:g}" + (" clip x̂" if apg.apg.clip_x else "")
+    name = f"APG {apg.apg.describe()}"
     for w in a.methods_at:
         print(f"w = {w:4g}, {name:>34}: " + measure(pipe, seeds, labels, w, a, apg), flush=True)
     for scale in a.cfgpp_scales:

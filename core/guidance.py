@@ -57,6 +57,11 @@ class APGParams:
     momentum: float = -0.75
     clip_x: bool = False
 
+    def describe(self, sep: str = " ") -> str:
+        """The parameters as text, e.g. 'η=0 r=20 β=0' (r=0: no bound; 'clip' when clip_x)."""
+        return sep.join([f"η={self.eta:g}", f"r={self.norm_bound or 0:g}", f"β={self.momentum:g}"] +
+                        (["clip"] if self.clip_x else []))
+
     def __post_init__(self):
         if self.norm_bound is not None and not self.norm_bound > 0:
             raise ValueError(f"APG's norm bound r must be > 0 (or None for no bound), got {self.norm_bound}")
@@ -92,7 +97,7 @@ class GuidanceOptions:
         a = self.apg
         if self.method != "apg" or a == APGParams():
             return self.method
-        return f"apg(η={a.eta:g} r={a.norm_bound or 0:g} β={a.momentum:g}{' clip' if a.clip_x else ''})"
+        return f"apg({a.describe()})"
 
     @property
     def uncond_on_every_row(self) -> bool:

@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         f_real, _ = features(load_split("train", pipe.card.dataset)[0])
         mu, sigma = feature_stats(f_real)
         ref = {"mu": mu, "sigma": sigma, "features": f_real}
-    kept = read_csv_rows(a.out) if a.append and a.out.is_file() else []
+    kept = _kept_rows(a)
     bar = tqdm(total=a.n, desc=f"sweep {len(cfg.points)} points × N={a.n}")
     last = None
     for upd in sweep_stream(pipe.model, features, ref, cfg, pipe.guide_for(a.method)):
@@ -358,6 +358,11 @@ def _load(device: str, a):
     return pipe
 
 
+def _kept_rows(a) -> list[dict]:
+    """With --append, the rows already in --out (merge_rows replaces those the sweep writes again); else none."""
+    return read_csv_rows(a.out) if a.append and a.out.is_file() else []
+
+
 def _report(a, rows: list[dict], elapsed: float, kept: list[dict] = ()) -> None:
     write_csv(a.out, merge_rows(list(kept), rows))
     for r in rows:
@@ -377,8 +382,7 @@ def _main_distributed(a, cfg: SweepConfig) -> None:
     t = time.perf_counter()
     results = sharded_sweep(pipe.model, pipe.features, pipe.ref, cfg, pipe.guide_for(a.method))
     if rank == 0:
-        kept = read_csv_rows(a.out) if a.append and a.out.is_file() else []
-        _report(a, [r.row(a.steps, a.sampler, cfg.opts) for r in results], time.perf_counter() - t, kept)
+        _report(a, [r.row(a.steps, a.sampler, cfg.opts) for r in results], time.perf_counter() - t, _kept_rows(a))
     distributed.finish()
 
 

@@ -556,13 +556,13 @@ def beyond_plane(rt: Runtime, n, steps, methods, apg_eta, apg_r, apg_beta, model
 def precomputed_plane(rt: Runtime, model=DEFAULT_MODEL) -> tuple[object, object]:
     """The shipped sweeps' FID-vs-IS curves, one per method, and (colour models) accuracy vs saturation per method
     with the real held-out data's saturation marked."""
-    slot = _slot(rt, model)
-    shipped = plots.shipped_method_rows(slot.card)
+    card = rt.card(check_model(model, rt.names))  # the card only: a grey model's figures need no weights
+    shipped = plots.shipped_method_rows(card)
     sat = plots.shipped_method_saturation(shipped)
-    data = _data_colour(slot)["mean_saturation"] if slot.card.channels == 3 else None
+    data = _data_colour(_slot(rt, model))["mean_saturation"] if card.channels == 3 else None
     n = max((int(float(r["N"])) for rows in shipped.values() for r in rows), default=0)
     fig = plots.method_tradeoff_figure(
-        sat, "mean HSV saturation", f"{slot.card.title}: accuracy vs saturation per method (shipped sweeps, N={n:,})",
+        sat, "mean HSV saturation", f"{card.title}: accuracy vs saturation per method (shipped sweeps, N={n:,})",
         (data, "real data") if data is not None else None) if sat else plots.note_figure(
         "saturation per method: the shipped sweeps of a colour model (emoji) have it")
-    return plots.method_plane_figure({}, shipped, slot.card), fig
+    return plots.method_plane_figure({}, shipped, card), fig

@@ -343,12 +343,9 @@ def method_name(r: dict) -> str:
     m = r.get("method") or "cfg"
     if m != "apg":
         return METHOD_NAMES[m]
-    d = APGParams()
-    eta, bound, beta = float(r["apg_eta"]), float(r["apg_r"]) or None, float(r["apg_beta"])
-    clip = r.get("apg_clip_x") == "1"  # core.sample.method_record writes 0 / 1
-    if (eta, bound, beta, clip) == (d.eta, d.norm_bound, d.momentum, d.clip_x):
-        return "APG"
-    return f"APG (η={eta:g}, r={format(bound, 'g') if bound else 'none'}, β={beta:g}" + (", clipped x̂)" if clip else ")")
+    # core.sample.method_record writes r = 0 for no bound and clip_x as 0 / 1
+    p = APGParams(float(r["apg_eta"]), float(r["apg_r"]) or None, float(r["apg_beta"]), r.get("apg_clip_x") == "1")
+    return "APG" if p == APGParams() else f"APG ({p.describe(', ')})"
 
 
 def shipped_method_rows(card: ModelCard) -> dict[str, list[dict]]:
