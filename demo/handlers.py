@@ -23,7 +23,7 @@ from core.noise import NoiseConfig
 from core.registry import DEFAULT_MODEL, ModelCard
 from core.sampling import generate, generate_classifier_guided, generate_with_raw_x, sampling_logsnrs
 from core.sweep import SweepConfig, SweepPoint, SweepUpdate, sweep_stream, write_csv
-from demo import plots
+from demo import plots, texts
 from demo.runtime import ModelSlot, Runtime
 from demo.validate import (MAX_CURVE_POINTS, check_class, check_curve_n, check_grid_size, check_int, check_model,
                            check_n_seeds, check_range, check_sampler, check_seed, check_steps, check_threshold,
@@ -456,6 +456,16 @@ def initial_curves(rt: Runtime, sampler: str = "ddim", steps=DEFAULT_STEPS, mode
 METHOD_KEYS = {"CFG": "cfg", "APG": "apg", "CFG++": "cfgpp", "autoguidance": "autoguidance"}
 PLANE_POINTS = {"cfg": (0.0, 0.5, 1.0, 3.0), "apg": (1.0, 3.0, 8.0), "cfgpp": (0.2, 0.6, 1.0),
                 "autoguidance": (0.5, 1.0, 2.0)}  # the live FID–IS plane's w (CFG++: its scale) per method
+
+
+def beyond_text(rt: Runtime) -> str:
+    """The "Beyond CFG" tab's method table: what each method does, and what the shipped sweeps of every model measured."""
+    shipped = {name: plots.shipped_method_rows(rt.card(name)) for name in rt.names}
+    rows = [f"| {label} | {idea} | {rule} | {plots.method_findings(shipped, family)} |"
+            for family, label, idea, rule in texts.BEYOND_METHODS]
+    table = "\n".join(["| method | the idea in one line | the rule, in this app's notation | measured here |",
+                       "|---|---|---|---|", *rows])
+    return f"{texts.BEYOND_INTRO}\n{table}\n{texts.BEYOND_NOTES}"
 
 
 def method_choices(rt: Runtime, model=DEFAULT_MODEL) -> list[str]:

@@ -394,3 +394,36 @@ def method_plane_figure(live: dict[str, list[dict]], shipped: dict[str, list[dic
                       yaxis_type="log", height=460,
                       margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+def _pct(r: dict) -> str:
+    return f"{100 * float(r['accuracy']):.1f} %" if r.get("accuracy") not in (None, "") else "n/a"
+
+
+def _quality(r: dict) -> str:
+    """A row's class accuracy, and its mean saturation where the row has one (RGB models)."""
+    sat = r.get("mean_saturation")
+    return f"accuracy {_pct(r)}" + (f", saturation {float(sat):.2f}" if sat not in (None, "") else "")
+
+
+def method_findings(shipped: dict[str, dict[str, list[dict]]], family: str) -> str:
+    """One method family's numbers from the shipped sweeps of each model ({model: shipped_method_rows}): its best FID
+    against CFG's, and its accuracy (saturation) at its smallest and largest w, with CFG's at that largest w."""
+    wname = "scale" if family == "CFG++" else "w"
+    parts = []
+    for model, by_method in shipped.items():
+        cfg = by_method.get("CFG", [])
+        for name, rows in by_method.items():
+            if name.split(" (")[0] != family or not rows:
+                continue
+            rows = sorted(rows, key=lambda r: float(r["w"]))
+            best, lo, hi = min(rows, key=lambda r: float(r["FID"])), rows[0], rows[-1]
+            text = f"{model}{name[len(family):]}: best FID {float(best['FID']):.3g} at {wname} = {float(best['w']):g}"
+            if name != "CFG" and cfg:
+                text += f" (CFG {min(float(r['FID']) for r in cfg):.3g})"
+            text += f"; {wname} = {float(lo['w']):g}: {_quality(lo)}; {wname} = {float(hi['w']):g}: {_quality(hi)}"
+            same_w = [r for r in cfg if float(r["w"]) == float(hi["w"])]
+            if name != "CFG" and same_w:
+                text += f" (CFG at w = {float(hi['w']):g}: {_quality(same_w[0])})"
+            parts.append(text)
+    return "; ".join(parts) if parts else "not in the shipped sweeps"

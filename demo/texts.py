@@ -105,24 +105,42 @@ adversarial-gradient shortcut. **Cons:** two network evaluations per step (here 
 steadily (53.7 → 260 at $w = 4$), and strong guidance saturates colours.
 """
 
-BEYOND = r"""
+BEYOND_INTRO = r"""
 ### Beyond CFG: the answers to guidance's two costs, on the same seeds
 CFG buys fidelity with diversity and, at large $w$, with saturated colours. Three later methods change the guidance
 rule; each row below uses the same seeds and labels as CFG's, and DDIM for every method (CFG++ is defined for DDIM only).
-The last column is what the shipped sweeps show (N = 2,000 per point, DDIM T = 10, the plane below).
+The last column is read from the shipped sweeps (DDIM T = 10, the plane below; accuracy by each model's classifier).
+"""
 
-| method | the idea in one line | the rule, in this app's notation | measured here |
-|---|---|---|---|
-| **CFG** (Ho & Salimans 2021) | extrapolate from the unconditional to the conditional prediction | $\tilde\epsilon = (1+w)\,\epsilon_\theta(z,c) - w\,\epsilon_\theta(z)$ | digits: best FID 2.06 at $w = 0.5$; emoji: accuracy 34.7 % → 85.1 % and saturation 0.18 → 0.40 from $w = 0$ to 8 |
-| **APG** (Sadat, Hilliges & Weber, ICLR 2025) | the part of the update parallel to $\hat x_c$ saturates; drop it, bound the rest, and damp it across steps | $\Delta = \hat x_c - \hat x_u$, $\bar\Delta_t = \Delta + \beta\,\bar\Delta_{t-1}$, $\bar\Delta \leftarrow \bar\Delta \min(1, r/\lVert\bar\Delta\rVert)$, $\hat x = \hat x_c + w\,(\bar\Delta_\perp + \eta\,\bar\Delta_\parallel)$; defaults $\eta = 0$, $r = 2.5$, $\beta = -0.75$ | the defaults fail here (emoji $w = 8$: accuracy 19 %), because the momentum carries the first step's huge $\hat x$ ($\lambda = -20$) through all ten steps; with $\beta = 0$, $r = 20$: saturation 0.26 at 78.6 % accuracy (CFG: 0.40 at 85.1 %) |
-| **CFG++** (Chung et al. 2024) | guide $\hat x$, but re-noise with the unconditional $\epsilon$, so the sample stays on the data manifold | $\hat x = (z - \sigma_\lambda \epsilon_\lambda)/\alpha_\lambda$ with $\epsilon_\lambda = \epsilon_\theta(z) + \lambda_{++}(\epsilon_\theta(z,c) - \epsilon_\theta(z))$, $\lambda_{++} \in [0, 1]$; $z' = \alpha_{\lambda'}\hat x + \sigma_{\lambda'}\,\epsilon_\theta(z)$ | only the weak end of CFG (scale 1 ≈ CFG at $w = 1$): digits best FID 2.18 (CFG 2.06); emoji at scale 1: accuracy 57.0 %, saturation 0.204 (CFG $w = 1$: 53.4 %, 0.218); small scales are worse than no guidance |
-| **Autoguidance** (Karras et al., NeurIPS 2024) | guide with a smaller, less-trained version of the same conditional model, not the unconditional one | $\tilde\epsilon = (1+w)\,\epsilon_{good}(z,c) - w\,\epsilon_{bad}(z,c)$; the shipped weaker models are UNets of 1/4 the width, trained 1/15 (digits) and 1/4 (emoji) as long | does not beat CFG's best FID: digits 2.19 at $w = 1$ (CFG 2.06), with less of CFG's push up in IS; emoji 156 at $w = 1.5$ (CFG 85) with no accuracy gain |
+# (family as plots.method_name names it, the method, the idea in one line, the rule in this app's notation)
+BEYOND_METHODS = (
+    ("CFG", "**CFG** (Ho & Salimans 2021)", "extrapolate from the unconditional to the conditional prediction",
+     r"$\tilde\epsilon = (1+w)\,\epsilon_\theta(z,c) - w\,\epsilon_\theta(z)$"),
+    ("APG", "**APG** (Sadat, Hilliges & Weber, ICLR 2025)",
+     r"the part of the update parallel to $\hat x_c$ saturates; drop it, bound the rest, and damp it across steps",
+     r"$\Delta = \hat x_c - \hat x_u$, $\bar\Delta_t = \Delta + \beta\,\bar\Delta_{t-1}$, "
+     r"$\bar\Delta \leftarrow \bar\Delta \min(1, r/\lVert\bar\Delta\rVert)$, "
+     r"$\hat x = \hat x_c + w\,(\bar\Delta_\perp + \eta\,\bar\Delta_\parallel)$; defaults $\eta = 0$, $r = 2.5$, "
+     r"$\beta = -0.75$"),
+    ("CFG++", "**CFG++** (Chung et al. 2024)",
+     "guide $\\hat x$, but re-noise with the unconditional $\\epsilon$, so the sample stays on the data manifold",
+     r"$\hat x = (z - \sigma_\lambda \epsilon_\lambda)/\alpha_\lambda$ with "
+     r"$\epsilon_\lambda = \epsilon_\theta(z) + \lambda_{++}(\epsilon_\theta(z,c) - \epsilon_\theta(z))$, "
+     r"$\lambda_{++} \in [0, 1]$; $z' = \alpha_{\lambda'}\hat x + \sigma_{\lambda'}\,\epsilon_\theta(z)$"),
+    ("autoguidance", "**Autoguidance** (Karras et al., NeurIPS 2024)",
+     "guide with a smaller, less-trained version of the same conditional model, not the unconditional one",
+     r"$\tilde\epsilon = (1+w)\,\epsilon_{good}(z,c) - w\,\epsilon_{bad}(z,c)$; the shipped weaker models are UNets of "
+     r"1/4 the width, trained for a fraction of the steps (their cards, `NAME_bad.json`, say how many)"),
+)
 
+BEYOND_NOTES = r"""
 With $\eta = 1$, no bound and $\beta = 0$, APG is CFG; CFG++ at scale 0 is the unconditional model's DDIM; autoguidance
-with the unconditional half as its "bad model" is CFG (tests check each). "Δ from clipped x̂" forms APG's $\Delta$ from
-$\hat x$ clipped to $[-1, 1]$, as a bounded denoiser (EDM's) would give: not the paper's rule, a fix for
+with the unconditional half as its "bad model" is CFG (tests check each). APG's defaults lose CFG's accuracy gain here:
+with $\epsilon$-prediction, $\hat x$ is of order $10^4$ at the first steps ($\lambda = -20$), and the momentum carries
+that through all ten steps; "APG (η=0, r=20, β=0)" is the variant without momentum. "Δ from clipped x̂" forms APG's
+$\Delta$ from $\hat x$ clipped to $[-1, 1]$, as a bounded denoiser (EDM's) would give: not the paper's rule, a fix for
 $\epsilon$-prediction. The per-row accuracy and saturation printed under the grid are measured live; the README's
-"Beyond CFG" section has every number.
+"Beyond CFG" section discusses every number.
 """
 
 

@@ -237,7 +237,7 @@ def _curves_tab(rt: Runtime, model):
 
 
 def _beyond_tab(rt: Runtime, model, card: ModelCard, classes: list):
-    gr.Markdown(texts.BEYOND, latex_delimiters=texts.LATEX)
+    gr.Markdown(H.beyond_text(rt), latex_delimiters=texts.LATEX)
     with gr.Row():
         methods = CheckboxGroup(H.method_choices(rt, rt.default), value=["CFG", "APG", "CFG++"], label="methods",
                                 elem_id="beyond-methods")
