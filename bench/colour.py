@@ -2,7 +2,8 @@
 
     python bench/colour.py [--model emoji] [--per-class 100] [--sampler ddim] [--steps 10] [--remedies-at 3 8]
 
-Class accuracy and IS use the model's own classifier, on the same seeds at every w (labels seed mod K). Then each
+Class accuracy and IS use the model's own classifier, on the same seeds at every w (labels seed mod K); the real
+held-out images' accuracy by the same classifier (overall and class-balanced) is printed as the yardstick. Then each
 saturation remedy of core.guidance.REMEDIES (alone) is measured with the same numbers at the --remedies-at weights,
 and the methods after CFG (APG with --apg-eta/-r/-beta, the paper's defaults unless given, at the --methods-at weights;
 CFG++ at --cfgpp-scales).
@@ -20,7 +21,7 @@ from bench.common import header  # noqa: E402
 from core.data import load_split, to_model_range, to_uint8  # noqa: E402
 from core.guidance import REMEDIES, GuidanceOptions  # noqa: E402
 from core.sample import add_method_args, method_options  # noqa: E402
-from core.metrics import colour_stats, inception_score  # noqa: E402
+from core.metrics import class_balanced_accuracy, colour_stats, inception_score  # noqa: E402
 from core.pipeline import load_pipeline  # noqa: E402
 from core.sampling import generate  # noqa: E402
 
@@ -42,9 +43,13 @@ def main() -> None:
     k = pipe.card.num_classes
     seeds = list(range(a.per_class * k))
     labels = np.array([s % k for s in seeds])
-    real, _ = load_split("heldout", pipe.card.dataset)
+    real, real_labels = load_split("heldout", pipe.card.dataset)
     data = colour_stats(to_uint8(real))
     print(f"{'real held-out':>14}  " + "  ".join(f"{key} {v:.3f}" for key, v in data.items()))
+    _, probs = pipe.features(real)  # the classifier's reading of real data: the reference for "accuracy" below
+    y = real_labels.numpy()
+    print(f"{'real held-out':>14}  accuracy {100 * float((probs.argmax(1) == y).mean()):.1f} % "
+          f"(class-balanced, as below: {100 * class_balanced_accuracy(probs, y):.1f} %), N = {len(y)}")
     for w in a.w:
         print(f"w = {w:4g} (s = {1 + w:g}): " + measure(pipe, seeds, labels, w, a, GuidanceOptions()), flush=True)
     for w in a.remedies_at:

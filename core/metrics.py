@@ -125,6 +125,19 @@ def kid_scale(ref_features: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.asarray(ref_features, np.float64) ** 2)))
 
 
+def per_class_accuracy(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each class's accuracy (argmax of probs (N, K) against labels (N,)), shape (K,); NaN for a class with no samples."""
+    assert probs.ndim == 2 and labels.shape == (len(probs),), (probs.shape, labels.shape)
+    hit = probs.argmax(1) == labels
+    return np.array([hit[labels == k].mean() if (labels == k).any() else np.nan for k in range(probs.shape[1])])
+
+
+def class_balanced_accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The mean of the per-class accuracies (over classes present): what "100 samples per class" measures, and the
+    fair reading of a held-out set whose classes differ in size."""
+    return float(np.nanmean(per_class_accuracy(probs, labels)))
+
+
 def colour_stats(images: np.ndarray) -> dict[str, float]:
     """Colour saturation of uint8 RGB images (N, H, W, 3), as the paper's "saturated colours" claim needs measuring:
 

@@ -18,7 +18,7 @@ from core.diffusion import alpha_sigma
 from core.guidance import (DYNAMIC_THRESHOLD_P, GUIDANCE_INTERVAL, APGParams, GuidanceOptions, cfg_combine,
                            classifier_log_prob, implicit_classifier_grad)
 from core.images import grid_image
-from core.metrics import colour_stats
+from core.metrics import colour_stats, per_class_accuracy
 from core.noise import NoiseConfig
 from core.registry import DEFAULT_MODEL, ModelCard
 from core.sampling import generate, generate_classifier_guided, generate_with_raw_x, sampling_logsnrs
@@ -421,6 +421,15 @@ def _data_colour(slot: ModelSlot) -> dict:
     return slot.data_stats["colour"]
 
 
+def _data_accuracy(slot: ModelSlot) -> np.ndarray:
+    """Per-class accuracy of the metric classifier on the real held-out images, computed once per model: the level a
+    sample's "class accuracy" is read against (emoji groups overlap, so real emoji are not all recognised either)."""
+    if "accuracy" not in slot.data_stats:
+        x, y = load_split("heldout", slot.card.dataset)
+        slot.data_stats["accuracy"] = per_class_accuracy(slot.pipe.features(x)[1], y.numpy())
+    return slot.data_stats["accuracy"]
+
+
 # ---------------------------------------------------------------- tab 6: live FID / IS curves
 
 def live_curves(rt: Runtime, w_list, n, steps, sampler: str, model=DEFAULT_MODEL, progress=gr.Progress()):
@@ -533,7 +542,8 @@ def beyond_cfg(rt: Runtime, methods, cls, seed_start, n_seeds, w_list, cfgpp_sca
     dt = time.perf_counter() - t
     img = grid_image(_u8(torch.stack(rows)), 3, names)
     colour = slot.card.channels == 3
-    fig = plots.method_tradeoff_figure(stats, "mean HSV saturation" if colour else "share of pixels at 0 or 255")
+    fig = plots.method_tradeoff_figure(stats, "mean HSV saturation" if colour else "share of pixels at 0 or 255",
+                                       y_ref=(float(_data_accuracy(slot)[c]), "real held-out images of this class"))
     table = "  \n".join(f"**{m}**: " + ", ".join(f"{'scale' if m == 'CFG++' else 'w'}={w:g}: accuracy {100 * a:.0f} %, "
                                                    f"{'saturation' if colour else 'clipped'} {sat:.3f}" for w, a, sat in v)
                          for m, v in stats.items())
@@ -565,14 +575,17 @@ def beyond_plane(rt: Runtime, n, steps, methods, apg_eta, apg_r, apg_beta, model
 
 def precomputed_plane(rt: Runtime, model=DEFAULT_MODEL) -> tuple[object, object]:
     """The shipped sweeps' FID-vs-IS curves, one per method, and (colour models) accuracy vs saturation per method
-    with the real held-out data's saturation marked."""
+    with the real held-out data's saturation and class-balanced accuracy marked."""
     card = rt.card(check_model(model, rt.names))  # the card only: a grey model's figures need no weights
     shipped = plots.shipped_method_rows(card)
     sat = plots.shipped_method_saturation(shipped)
-    data = _data_colour(_slot(rt, model))["mean_saturation"] if card.channels == 3 else None
+    if not sat or card.channels != 3:
+        return plots.method_plane_figure({}, shipped, card), plots.note_figure(
+            "saturation per method: the shipped sweeps of a colour model (emoji) have it")
+    slot = _slot(rt, model)
     n = max((int(float(r["N"])) for rows in shipped.values() for r in rows), default=0)
     fig = plots.method_tradeoff_figure(
         sat, "mean HSV saturation", f"{card.title}: accuracy vs saturation per method (shipped sweeps, N={n:,})",
-        (data, "real data") if data is not None else None) if sat else plots.note_figure(
-        "saturation per method: the shipped sweeps of a colour model (emoji) have it")
+        (_data_colour(slot)["mean_saturation"], "real data"),
+        (float(np.nanmean(_data_accuracy(slot))), "real held-out data (class-balanced)"))
     return plots.method_plane_figure({}, shipped, card), fig

@@ -316,10 +316,11 @@ METHOD_NAMES = {"cfg": "CFG", "apg": "APG", "cfgpp": "CFG++", "autoguidance": "a
 
 def method_tradeoff_figure(stats: dict[str, list[tuple[float, float, float]]], x_title: str,
                            title: str = "class accuracy vs saturation, per method (labels: w, or CFG++'s scale)",
-                           x_ref: tuple[float, str] | None = None) -> go.Figure:
+                           x_ref: tuple[float, str] | None = None,
+                           y_ref: tuple[float, str] | None = None) -> go.Figure:
     """Per method, class accuracy against saturation, one point per w (CFG++: per scale): up and left is better.
 
-    x_ref: (value, name) of a reference level drawn as a dotted vertical line, e.g. the real data's saturation."""
+    x_ref, y_ref: (value, name) of the real data's saturation and class accuracy (a fraction), drawn dotted."""
     fig = go.Figure()
     for name, pts in stats.items():
         fig.add_trace(go.Scatter(x=[p[2] for p in pts], y=[100 * p[1] for p in pts], mode="lines+markers+text",
@@ -328,6 +329,9 @@ def method_tradeoff_figure(stats: dict[str, list[tuple[float, float, float]]], x
     if x_ref is not None:
         fig.add_vline(x=x_ref[0], line=dict(color="#999999", dash="dot"), annotation_text=x_ref[1],
                       annotation_position="bottom right")
+    if y_ref is not None:
+        fig.add_hline(y=100 * y_ref[0], line=dict(color="#999999", dash="dot"), annotation_text=y_ref[1],
+                      annotation_position="bottom left")
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="class accuracy (%) by our classifier", height=380,
                       margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.2))
     return fig

@@ -262,3 +262,13 @@ def test_colour_stats_on_images_with_known_answers():
     split[0, 0, :, 0], split[0, 1, :, 1] = 255, 255
     rg, yb = np.array([255, 255, -255, -255.0]), np.array([127.5] * 4)
     assert colour_stats(split)["colourfulness"] == pytest.approx(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def test_class_balanced_accuracy_weighs_each_class_equally():
+    from core.metrics import class_balanced_accuracy, per_class_accuracy
+
+    probs = np.eye(4)[[0, 0, 0, 1, 2, 2]]  # predictions 0 0 0 1 2 2, four classes
+    labels = np.array([0, 0, 0, 2, 2, 1])  # class 0: 3/3, class 1: 0/1, class 2: 1/2, class 3: none
+    np.testing.assert_array_equal(per_class_accuracy(probs, labels), [1.0, 0.0, 0.5, np.nan])
+    assert class_balanced_accuracy(probs, labels) == pytest.approx((1 + 0 + 0.5) / 3)
+    assert class_balanced_accuracy(probs, np.argmax(probs, 1)) == 1.0

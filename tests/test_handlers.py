@@ -183,6 +183,9 @@ def test_beyond_cfg_rows_are_the_methods_own_samples_on_the_same_seeds(rt):
     img, fig, info = H.beyond_cfg(rt, ["CFG", "APG", "CFG++", "autoguidance"], 2, 0, 2, "1, 8", "0.5", 0.0, 2.5, -0.75, 3)
     assert "CFG++ is defined for DDIM only" in info and "**APG**: w=1: accuracy" in info and "clipped" in info
     assert {t.name for t in fig.data} == {"CFG", "APG", "CFG++", "autoguidance"}
+    x, y = H.load_split("heldout", rt.card("digits").dataset)
+    real = (rt.slot("digits").pipe.features(x)[1].argmax(1) == y.numpy())[y.numpy() == 2].mean()
+    assert fig.layout.shapes[0].y0 == pytest.approx(100 * real)  # class 2's real held-out digits, the reference line
     m, guide = rt.slot("digits").pipe.model, rt.slot("digits").pipe.guide
     rows = [H.generate(m, [0, 1], [2, 2], [1.0, 8.0], 3, "ddim")]
     rows.append(H.generate(m, [0, 1], [2, 2], [1.0, 8.0], 3, "ddim", opts=GuidanceOptions(method="apg", apg=APGParams())))
@@ -227,6 +230,7 @@ def test_shipped_sweeps_hold_every_method_on_the_fid_is_plane(rt, model):
     if model == "emoji":
         assert {"CFG", "APG", "CFG++", "autoguidance"} <= {t.name for t in sat.data}
         assert sat.layout.shapes and sat.layout.shapes[0].x0 == pytest.approx(0.295, abs=0.01)  # the data's saturation
+        assert sat.layout.shapes[1].y0 == pytest.approx(73.9, abs=0.1)  # the data's class-balanced accuracy, in %
     else:
         assert not sat.data and "colour model" in sat.layout.annotations[0].text
 
