@@ -430,4 +430,4 @@ def method_findings(shipped: dict[str, dict[str, list[dict]]], family: str) -> s
             if name != "CFG" and same_w:
                 text += f" (CFG at w = {float(hi['w']):g}: {_quality(same_w[0])})"
             parts.append(text)
-    return "; ".join(parts) if parts else "not in the shipped sweeps"
+    return "<br>".join(parts) if parts else "not in the shipped sweeps"  # one line per model (a table cell)
