@@ -363,8 +363,8 @@ def _kept_rows(a) -> list[dict]:
     return read_csv_rows(a.out) if a.append and a.out.is_file() else []
 
 
-def _report(a, rows: list[dict], elapsed: float, kept: list[dict] = ()) -> None:
-    write_csv(a.out, merge_rows(list(kept), rows))
+def _report(a, rows: list[dict], elapsed: float, kept: list[dict]) -> None:
+    write_csv(a.out, merge_rows(kept, rows))
     for r in rows:
         sat = f"  saturation {r['mean_saturation']:.3f}" if r["mean_saturation"] != "" else ""
         print(f"{r['label']:>14}  FID {r['FID']:8.3f}  IS {r['IS']:6.3f} ± {r['IS_std']:.3f}  KID {r['KID']:.4f}  "

@@ -579,7 +579,7 @@ def precomputed_plane(rt: Runtime, model=DEFAULT_MODEL) -> tuple[object, object]
     card = rt.card(check_model(model, rt.names))  # the card only: a grey model's figures need no weights
     shipped = plots.shipped_method_rows(card)
     sat = plots.shipped_method_saturation(shipped)
-    if not sat or card.channels != 3:
+    if not sat:  # a grey model's sweeps have no colour columns
         return plots.method_plane_figure({}, shipped, card), plots.note_figure(
             "saturation per method: the shipped sweeps of a colour model (emoji) have it")
     slot = _slot(rt, model)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import json
 import math
@@ -16,6 +15,7 @@ from PIL import Image
 
 from core.guidance import APGParams
 from core.registry import ModelCard
+from core.sweep import read_csv_rows
 
 
 # Ho & Salimans (2021), Table 1: ImageNet 64×64, 50k samples per w, T = 256. Not our model.
@@ -37,8 +37,7 @@ class Sweep:
 
 def read_sweep(path: Path) -> Sweep:
     """A shipped sweep CSV (core.sweep's format; see README for the commands that made them)."""
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv_rows(path)
     for r in rows:
         for k in ("w", "s", "temperature", "FID", "IS", "IS_std", "KID", "KID_std", "N", "steps", "seconds"):
             r[k] = float(r[k])
@@ -52,9 +51,13 @@ def shipped_sweeps(card: ModelCard) -> list[Sweep]:
     return sorted((read_sweep(p) for p in card.sweeps()), key=lambda s: (s.sampler != "ddim", s.steps))
 
 
+def _method_key(r: dict) -> str:
+    """A sweep row's method key (sweeps written before methods existed have no method column: CFG)."""
+    return r.get("method") or "cfg"
+
+
 def _is_cfg(r: dict) -> bool:
-    """A CFG row (sweeps written before methods existed have no method column)."""
-    return (r.get("method") or "cfg") == "cfg"
+    return _method_key(r) == "cfg"
 
 
 def _family(rows: list[dict]) -> dict[str, list[dict]]:
@@ -344,7 +347,7 @@ def method_colour(name: str) -> str:
 
 def method_name(r: dict) -> str:
     """A sweep row's method as the app names it; APG with other than the paper's defaults names its parameters."""
-    m = r.get("method") or "cfg"
+    m = _method_key(r)
     if m != "apg":
         return METHOD_NAMES[m]
     # core.sample.method_record writes r = 0 for no bound and clip_x as 0 / 1
@@ -418,7 +421,7 @@ def method_findings(shipped: dict[str, dict[str, list[dict]]], family: str) -> s
     for model, by_method in shipped.items():
         cfg = by_method.get("CFG", [])
         for name, rows in by_method.items():
-            if name.split(" (")[0] != family or not rows:
+            if not rows or METHOD_NAMES[_method_key(rows[0])] != family:
                 continue
             rows = sorted(rows, key=lambda r: float(r["w"]))
             best, lo, hi = min(rows, key=lambda r: float(r["FID"])), rows[0], rows[-1]
