@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=100)
     ap.add_argument("--sampler", default="ddim")
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--v", type=float, default=0.3, help="the ancestral sampler's variance interpolation")
     ap.add_argument("--w", type=float, nargs="*", default=[0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 8.0])
     ap.add_argument("--remedies-at", type=float, nargs="*", default=[3.0, 8.0])
     ap.add_argument("--methods-at", type=float, nargs="*", default=[], help="w values for APG (--apg-eta/-r/-beta)")
@@ -39,7 +40,8 @@ def main() -> None:
     add_method_args(ap)
     a = ap.parse_args()
     pipe = load_pipeline(a.model)
-    header(f"colour quality of {a.model}: {a.sampler} T={a.steps}, {a.per_class} per class")
+    header(f"colour quality of {a.model}: {a.sampler} T={a.steps}" + (f" v={a.v:g}" if a.sampler == "ancestral" else "")
+           + f", {a.per_class} per class")
     k = pipe.card.num_classes
     seeds = list(range(a.per_class * k))
     labels = np.array([s % k for s in seeds])
@@ -67,7 +69,7 @@ def main() -> None:
 def measure(pipe, seeds: list[int], labels: np.ndarray, w: float, a, opts: GuidanceOptions) -> str:
     """Accuracy, IS and the colour metrics of the samples at one w with the given guidance options."""
     x = np.concatenate([to_uint8(generate(pipe.model, seeds[i:i + 90], list(labels[i:i + 90]), [w], a.steps,
-                                          a.sampler, opts=opts)[0]) for i in range(0, len(seeds), 90)])
+                                          a.sampler, a.v, opts=opts)[0]) for i in range(0, len(seeds), 90)])
     _, probs = pipe.features(to_model_range(x))
     acc = float((probs.argmax(1) == labels).mean())
     is_mean, is_std = inception_score(probs)
