@@ -93,9 +93,10 @@ def tradeoff_figure(sweeps: list[Sweep], card: ModelCard) -> go.Figure:
                                      text=[r["label"] for r in rs], textposition="top center", name=f"{fam} · {sw.name}",
                                      marker=dict(symbol=sym, size=9, color=col), line=dict(color=col, dash=dash, width=1),
                                      error_x=dict(type="data", array=[r["IS_std"] for r in rs], visible=True)))
+    # A log FID axis: collapsed truncation (FID in the hundreds or more) would otherwise flatten the CFG curves.
     fig.update_layout(title=f"{card.title}: FID vs IS, lower-right is better", xaxis_title="IS (our classifier) ↑",
-                      yaxis_title="FID (our classifier's features) ↓", height=460, margin=dict(l=50, r=20, t=50, b=40),
-                      legend=dict(orientation="h", y=-0.2))
+                      yaxis_title="FID (our classifier's features, log scale) ↓", yaxis_type="log", height=460,
+                      margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.2))
     return fig
 
 

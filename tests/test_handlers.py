@@ -137,6 +137,14 @@ def test_live_tradeoff_streams_both_families(rt):
     assert {f"CFG · {live}", f"truncation · {live}", f"temperature · {live}"} <= names
     # Next to it, both shipped sweeps' baselines, each labelled with its sampler, T and N.
     assert {"truncation · precomputed (ddim, T=10, N=2,000)", "truncation · precomputed (ancestral, T=64, N=2,000)"} <= names
+    assert fig.layout.yaxis.type == "log"  # collapsed truncation (FID ≈ 344 at 0.04) must not flatten the CFG curve
+
+
+def test_the_colour_models_tradeoff_shows_both_samplers_at_the_same_cost(rt):
+    """The emoji model ships DDIM and the paper's ancestral sampler at T = 10: both sweeps' CFG curves and baselines."""
+    names = {tr.name for tr in H.precomputed_tradeoff(rt, "emoji").data}
+    assert {f"{fam} · precomputed ({s}, T=10, N=2,000)" for fam in ("CFG", "truncation", "temperature")
+            for s in ("ddim", "ancestral")} <= names, names
 
 
 @pytest.mark.parametrize("call,match", [
