@@ -18,7 +18,7 @@ from core.diffusion import alpha_sigma
 from core.guidance import (DYNAMIC_THRESHOLD_P, GUIDANCE_INTERVAL, APGParams, GuidanceOptions, cfg_combine,
                            classifier_log_prob, implicit_classifier_grad)
 from core.images import grid_image
-from core.metrics import colour_stats, per_class_accuracy
+from core.metrics import class_balanced_accuracy, colour_stats, per_class_accuracy
 from core.noise import NoiseConfig
 from core.registry import DEFAULT_MODEL, ModelCard
 from core.sampling import generate, generate_classifier_guided, generate_with_raw_x, sampling_logsnrs
@@ -421,13 +421,13 @@ def _data_colour(slot: ModelSlot) -> dict:
     return slot.data_stats["colour"]
 
 
-def _data_accuracy(slot: ModelSlot) -> np.ndarray:
-    """Per-class accuracy of the metric classifier on the real held-out images, computed once per model: the level a
-    sample's "class accuracy" is read against (emoji groups overlap, so real emoji are not all recognised either)."""
-    if "accuracy" not in slot.data_stats:
+def _data_reading(slot: ModelSlot) -> tuple[np.ndarray, np.ndarray]:
+    """The metric classifier's probabilities on the real held-out images and their labels, computed once per model:
+    what a sample's "class accuracy" is read against (emoji groups overlap, so real emoji are not all recognised)."""
+    if "reading" not in slot.data_stats:
         x, y = load_split("heldout", slot.card.dataset)
-        slot.data_stats["accuracy"] = per_class_accuracy(slot.pipe.features(x)[1], y.numpy())
-    return slot.data_stats["accuracy"]
+        slot.data_stats["reading"] = (slot.pipe.features(x)[1], y.numpy())
+    return slot.data_stats["reading"]
 
 
 # ---------------------------------------------------------------- tab 6: live FID / IS curves
@@ -543,7 +543,8 @@ def beyond_cfg(rt: Runtime, methods, cls, seed_start, n_seeds, w_list, cfgpp_sca
     img = grid_image(_u8(torch.stack(rows)), 3, names)
     colour = slot.card.channels == 3
     fig = plots.method_tradeoff_figure(stats, "mean HSV saturation" if colour else "share of pixels at 0 or 255",
-                                       y_ref=(float(_data_accuracy(slot)[c]), "real held-out images of this class"))
+                                       y_ref=(float(per_class_accuracy(*_data_reading(slot))[c]),
+                                              "real held-out images of this class"))
     table = "  \n".join(f"**{m}**: " + ", ".join(f"{'scale' if m == 'CFG++' else 'w'}={w:g}: accuracy {100 * a:.0f} %, "
                                                    f"{'saturation' if colour else 'clipped'} {sat:.3f}" for w, a, sat in v)
                          for m, v in stats.items())
@@ -587,5 +588,5 @@ def precomputed_plane(rt: Runtime, model=DEFAULT_MODEL) -> tuple[object, object]
     fig = plots.method_tradeoff_figure(
         sat, "mean HSV saturation", f"{card.title}: accuracy vs saturation per method (shipped sweeps, N={n:,})",
         (_data_colour(slot)["mean_saturation"], "real data"),
-        (float(np.nanmean(_data_accuracy(slot))), "real held-out data (class-balanced)"))
+        (class_balanced_accuracy(*_data_reading(slot)), "real held-out data (class-balanced)"))
     return plots.method_plane_figure({}, shipped, card), fig
