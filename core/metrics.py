@@ -48,12 +48,17 @@ def inception_score(probs: np.ndarray, splits: int = 10) -> tuple[float, float]:
 
 def kernel_inception_distance(f_gen: np.ndarray, f_real: np.ndarray, subsets: int = 50, subset_size: int = 500,
                               seed: int = 0, scale: float = 1.0) -> tuple[float, float]:
-    """KID: unbiased MMD² with k(x, y) = (x·y/d + 1)³ on features / scale, averaged over random subsets; (mean, std)."""
+    """KID: unbiased MMD² with k(x, y) = (x·y/d + 1)³ on features / scale, averaged over random subsets; (mean, std).
+
+    Each subset pairs a bootstrap resample of the generated features (pairs of one sample with itself left out of the
+    within-set term, so it stays unbiased) with real features drawn without replacement. The std therefore holds the
+    generated samples' own noise too, also when there are fewer of them than subset_size.
+    """
     a, b = np.asarray(f_gen, np.float64), np.asarray(f_real, np.float64)
     assert a.ndim == b.ndim == 2 and a.shape[1] == b.shape[1], (a.shape, b.shape)
     d = a.shape[1]
-    m = min(subset_size, a.shape[0], b.shape[0])
-    if m < 2:
+    m, n = min(subset_size, a.shape[0]), min(subset_size, b.shape[0])  # generated and real per subset
+    if min(m, n) < 2:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     vals = []
@@ -63,11 +68,12 @@ def kernel_inception_distance(f_gen: np.ndarray, f_real: np.ndarray, subsets: in
         return k * k * k  # (numpy's ** 3 is a slow pow call)
 
     for _ in range(subsets):
-        x = a[rng.choice(a.shape[0], m, replace=False)]
-        y = b[rng.choice(b.shape[0], m, replace=False)]
+        ix = rng.integers(0, a.shape[0], m)  # 1. a bootstrap resample of the generated samples
+        x, y = a[ix], b[rng.choice(b.shape[0], n, replace=False)]
+        distinct = ix[:, None] != ix[None, :]  # 2. pairs of two different samples only
         kxx, kyy, kxy = cubic(x, x), cubic(y, y), cubic(x, y)
-        mmd = (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean()
-        vals.append(mmd)
+        within_x = kxx[distinct].sum() / max(1, distinct.sum())
+        vals.append(within_x + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * kxy.mean())
     return float(np.mean(vals)), float(np.std(vals))
 
 

@@ -35,6 +35,7 @@ SCRUB_WS = [-1.0, -0.5, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1
             3.5, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 15.0, 20.0]
 TRUNCATIONS = [2.0, 1.0, 0.5, 0.04]
 TRAJECTORY_CACHE = 8  # trajectories kept per model for the step slider
+INSIDE_STEPS, INSIDE_STEP = 16, 8  # the "Inside one step" tab's default T and step i
 
 
 def _slot(rt: Runtime, model) -> ModelSlot:
@@ -89,6 +90,14 @@ def model_card_text(rt: Runtime, model=DEFAULT_MODEL) -> str:
     classes = ", ".join(f"{i} = {n}" for i, n in enumerate(card.class_names))
     return (f"**{card.title}** · {card.channels}×{card.image_size}×{card.image_size} · classes: {classes}  \n"
             f"Data: {card.data_source} · Licence: {card.licence}  \nNetwork: {slot.warmup.state}")
+
+
+def model_card_status(rt: Runtime, model=DEFAULT_MODEL) -> tuple[str, dict]:
+    """The card as the page loads, and on each poll while a compile runs: the runtime's state now, and the poll timer
+    kept active only while some model is still compiling."""
+    text = model_card_text(rt, model)
+    compiling = any(rt.slot(name).warmup.state in ("not started", "compiling") for name in rt.names)
+    return text, gr.Timer(active=compiling)
 
 
 def class_choices_of(card: ModelCard) -> list[tuple[str, int]]:
@@ -207,7 +216,7 @@ def inside_step(rt: Runtime, cls, seed, w, steps, sampler: str, step,
               ("eps(z)", e_u, "sym"), ("eps(z,c)-eps(z)", e_c - e_u, "diff"), ("eps~ guided", e_t, "sym")]
     img = plots.panel_row([(name, a[0].numpy(), mode) for name, a, mode in panels])
     fig = plots.extrapolation_figure(e_u[0].numpy(), e_c[0].numpy(), e_t[0].numpy(), w)
-    info = (f"step {i + 1}/{steps}: λ = {lam:.2f}, σ_λ = {sigma:.3f}; ‖∇_z log p^i(c|z)‖ = ‖ε(z,c) − ε(z)‖/σ = "
+    info = (f"step i = {i} of 0…{steps - 1}: λ = {lam:.2f}, σ_λ = {sigma:.3f}; ‖∇_z log p^i(c|z)‖ = ‖ε(z,c) − ε(z)‖/σ = "
             f"{float(grad.norm()):.2f}; ε̃ = (1+w)·ε(z,c) − w·ε(z) with w = {w:g} (s = {1 + w:g})")
     return img, fig, info
 
@@ -317,6 +326,27 @@ def live_tradeoff(rt: Runtime, n, steps, sampler: str, model=DEFAULT_MODEL, prog
                    f"N = {upd.done} of {upd.total} per point · {len(points)} points · {upd.elapsed:.1f} s")
     finally:
         updates.close()
+
+
+def truncation_text(rt: Runtime, model=DEFAULT_MODEL) -> str:
+    """The Truncation tab's text, with the figures read from the selected model's shipped sweeps (none copied in)."""
+    card = rt.card(check_model(model, rt.names))
+    lines = []
+    for sw in plots.shipped_sweeps(card):
+        base = [r for r in sw.rows if plots.is_cfg(r)]
+        w0 = next((r for r in base if r["w"] == 0 and r["truncation"] is None and r["temperature"] == 1), None)
+        trunc = sorted((r for r in base if r["truncation"] is not None), key=lambda r: -r["truncation"])
+        temp = sorted((r for r in base if r["temperature"] != 1), key=lambda r: -r["temperature"])
+        if w0 is None or not (trunc or temp):
+            continue
+        guided = min((r for r in base if r["w"] > 0 and r["truncation"] is None and r["temperature"] == 1),
+                     key=lambda r: r["FID"], default=None)
+        parts = [f"w = 0: FID {w0['FID']:.3g}"] + [f"truncation {r['truncation']:g}: {r['FID']:.3g}" for r in trunc]
+        parts += [f"temperature {r['temperature']:g}: {r['FID']:.3g}" for r in temp]
+        if guided is not None:
+            parts.append(f"best CFG: {guided['FID']:.3g} at w = {guided['w']:g} (s = {1 + guided['w']:g})")
+        lines.append(f"- **{card.name}, {sw.name}:** " + " · ".join(parts))
+    return texts.TRUNCATION + ("\n".join(lines) or f"- no shipped truncation sweep for {card.name}")
 
 
 def precomputed_tradeoff(rt: Runtime, model=DEFAULT_MODEL) -> object:

@@ -56,7 +56,7 @@ def _method_key(r: dict) -> str:
     return r.get("method") or "cfg"
 
 
-def _is_cfg(r: dict) -> bool:
+def is_cfg(r: dict) -> bool:
     return _method_key(r) == "cfg"
 
 
@@ -64,7 +64,7 @@ def _family(rows: list[dict]) -> dict[str, list[dict]]:
     """CFG's rows by w and its truncation / temperature baselines (other methods' rows are left to the Beyond tab)."""
     fam: dict[str, list[dict]] = {"CFG": [], "truncation": [], "temperature": []}
     for r in rows:
-        if not _is_cfg(r):
+        if not is_cfg(r):
             continue
         if r["truncation"]:  # a threshold (None in a read CSV, "" in a live row when off)
             fam["truncation"].append(r)

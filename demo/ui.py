@@ -32,7 +32,21 @@ except ImportError:
 
 CSS = """
 #scrub-view { border: 1px solid #ccc; margin: 4px 0; }
+#scrub-html { overflow-x: auto; }
 .gradio-container { max-width: 1400px !important; }
+/* Sample grids: the label and the buttons sit above the image, never over a sample; the image is never shrunk below
+   its own size (its labels stay readable), a wide grid scrolls sideways instead. */
+.sample-grid label[data-testid="block-label"] { position: static; margin-bottom: 4px; }
+.sample-grid .icon-button-wrapper.top-panel { position: static; justify-content: flex-end; margin: 0 0 4px auto; }
+.sample-grid .image-container { height: auto; }
+.sample-grid .image-container > button { overflow-x: auto; max-width: 100%; display: block; text-align: left; }
+.sample-grid .image-frame { justify-content: flex-start !important; width: max-content; }
+.sample-grid .image-frame img { max-width: none; width: auto; height: auto; object-fit: none; }
+/* Narrow screens: rows stack, so the model card, checkboxes and side-by-side charts get the full width. */
+@media (max-width: 640px) {
+  .row { flex-direction: column !important; }
+  .row > * { width: 100% !important; min-width: 0 !important; flex: 1 1 auto !important; }
+}
 """
 
 
@@ -46,6 +60,12 @@ def _sampler_steps(steps_default: int = H.DEFAULT_STEPS):
         sampler = Radio(list(SAMPLERS), value="ddim", label="sampler", info="ancestral = the paper's sampler (with v)")
         steps = Slider(1, MAX_STEPS, value=steps_default, step=1, label="steps T", info="paper: T = 256; 10 is fast here")
     return sampler, steps
+
+
+def _samples(label: str, elem_id: str | None = None) -> gr.Image:
+    """An output grid of samples: exact PNG, its label and buttons above the image (CSS .sample-grid)."""
+    return gr.Image(label=label, format="png", type="pil", elem_id=elem_id, elem_classes="sample-grid",
+                    buttons=["download", "fullscreen"])
 
 
 def _class(card: ModelCard, default: int, classes: list) -> Dropdown:
@@ -80,7 +100,7 @@ def _sweep_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
         v = Slider(0, 1, value=0.3, step=0.05, label="v (ancestral variance interpolation)")
     sampler, steps = _sampler_steps()
     go_btn = gr.Button("Generate grid", variant="primary", elem_id="generate-grid")
-    grid = gr.Image(label="rows: seeds · columns: w", format="png", type="pil", elem_id="grid-image")
+    grid = _samples("rows: seeds · columns: w", "grid-image")
     grid_info = gr.Markdown(elem_id="grid-info")
     inputs = [mode, cls, w_list, n_seeds, seed0, sampler, v, steps, model]
     go_btn.click(_bind(rt, H.guidance_grid), inputs, [grid, grid_info], api_name="guidance_grid")
@@ -96,7 +116,7 @@ def _sweep_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
     gr.Markdown(texts.SCRUB, latex_delimiters=texts.LATEX)
     w_slider = Slider(-1, 20, value=0, step=0.05, label="w (s = 1 + w)", elem_id="w-slider")
     s_view = gr.Markdown("s = 1 + w = 1")
-    row = gr.Image(label="8 same-seed samples at this w", format="png", type="pil", elem_id="row-image")
+    row = _samples("8 same-seed samples at this w", "row-image")
     row_info = gr.Markdown()
     strip_btn = gr.Button("Build scrub strip (29 w values, one batched run)")
     strip = gr.HTML(elem_id="scrub-html")
@@ -115,13 +135,14 @@ def _inside_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
         cls = _class(card, 4, classes)
         seed = Number(0, precision=0, label="seed")
         w = Slider(-1, 20, value=2, step=0.1, label="w")
-        steps = Slider(2, 64, value=16, step=1, label="steps T")
+        steps = Slider(2, 64, value=H.INSIDE_STEPS, step=1, label="steps T")
         sampler = Radio(list(SAMPLERS), value="ddim", label="sampler")
-    step = Slider(0, 63, value=8, step=1, label="step i (0 = pure noise)")
+    step = Slider(0, H.INSIDE_STEPS - 1, value=H.INSIDE_STEP, step=1, label="step i (0 = pure noise, T − 1 = the last)",
+                  elem_id="inside-step")
     gr.Markdown("**Panels:** $z_\\lambda$ · $\\hat x$ · $\\epsilon(z,c)$ · $\\epsilon(z)$ · "
                 "$\\epsilon(z,c)-\\epsilon(z) = -\\sigma_\\lambda\\nabla\\log p^i(c|z)$ · $\\tilde\\epsilon$",
                 latex_delimiters=texts.LATEX)
-    img = gr.Image(show_label=False, format="png", type="pil", elem_id="inside-image")  # a label would cover the captions
+    img = _samples("z, x̂, ε(z,c), ε(z), their difference and ε̃ at step i", "inside-image")
     plot = gr.Plot(label="linear extrapolation")
     info = gr.Markdown()
     inputs = [cls, seed, w, steps, sampler, step, model]
@@ -141,7 +162,8 @@ def _inside_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
 
 
 def _truncation_tab(rt: Runtime, model, card: ModelCard, classes: list):
-    gr.Markdown(texts.TRUNCATION, latex_delimiters=texts.LATEX)
+    text = gr.Markdown(H.truncation_text(rt, rt.default), latex_delimiters=texts.LATEX, elem_id="truncation-text")
+    model.change(_bind(rt, H.truncation_text), [model], [text], api_name="truncation_text")
     with gr.Row():
         cls, seed, n = _class_seeds(card, 2, 8, classes)
         thr = gr.Textbox("2, 1, 0.5, 0.04", label="truncation thresholds")
@@ -149,7 +171,7 @@ def _truncation_tab(rt: Runtime, model, card: ModelCard, classes: list):
         ws = gr.Textbox("1, 3", label="CFG w values")
     sampler, steps = _sampler_steps()  # T = 10: the live recompute matches the shipped DDIM sweep
     btn = gr.Button("Compare on the same seeds", variant="primary")
-    img = gr.Image(label="same seeds in every row", format="png", type="pil", elem_id="truncation-image")
+    img = _samples("same seeds in every row", "truncation-image")
     info = gr.Markdown()
     inputs = [cls, seed, n, thr, temp, ws, steps, sampler, model]
     btn.click(_bind(rt, H.truncation_compare), inputs, [img, info], api_name="truncation_compare")
@@ -175,7 +197,7 @@ def _classifier_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
         scales = gr.Textbox("1, 3, 10", label="guidance scales w")
     sampler, steps = _sampler_steps(16)
     btn = gr.Button("Compare", variant="primary")
-    img = gr.Image(label="rows: method and w · columns: the same seeds", format="png", type="pil")
+    img = _samples("rows: method and w · columns: the same seeds", "classifier-image")
     plot = gr.Plot(label="confidence")
     info = gr.Markdown()
     btn.click(_bind(rt, H.classifier_vs_cfg), [cls, seed, n, scales, steps, sampler, model], [img, plot, info],
@@ -193,8 +215,7 @@ def _saturation_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
         interval = gr.Checkbox(False, label=f"guidance interval λ ∈ [{GUIDANCE_INTERVAL[0]:g}, {GUIDANCE_INTERVAL[1]:g}]")
     sampler, steps = _sampler_steps()
     btn = gr.Button("Generate", variant="primary")
-    img = gr.Image(label="samples (rows: w, and w + remedy when toggled)", format="png", type="pil",
-                   elem_id="saturation-image")
+    img = _samples("samples (rows: w, and w + remedy when toggled)", "saturation-image")
     with gr.Row():
         hist = gr.Plot(label="histogram of the last-step x̂ before clipping")
         curve = gr.Plot(label="saturated fraction vs w")
@@ -253,7 +274,7 @@ def _beyond_tab(rt: Runtime, model, card: ModelCard, classes: list):
         beta = Slider(-0.95, 0, value=apg.momentum, step=0.05, label="APG β (momentum)")
         clip = gr.Checkbox(apg.clip_x, label="APG: Δ from x̂ clipped to [−1, 1] (off = the paper's rule; see the text)")
     btn = gr.Button("Compare on the same seeds", variant="primary", elem_id="beyond-run")
-    img = gr.Image(label="rows: method × w · columns: the same seeds", format="png", type="pil", elem_id="beyond-image")
+    img = _samples("rows: method × w · columns: the same seeds", "beyond-image")
     fig = gr.Plot(label="class accuracy vs saturation, per method")
     info = gr.Markdown()
     inputs = [methods, cls, seed, n, ws, pp, eta, r, beta, steps, model, clip]
@@ -293,7 +314,7 @@ def build_demo(rt: Runtime | None = None) -> gr.Blocks:
             model = Dropdown(rt.names, value=rt.default, label="model (every tab follows it)", elem_id="model-select",
                              scale=1)
             card_md = gr.Markdown(H.model_card_text(rt, rt.default), elem_id="model-card")
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):  # every tab one tap away, also on a phone
             with gr.Tab("Guidance sweep", id="sweep", elem_id="tab-sweep"):
                 _sweep_tab(rt, model, card, classes)
             with gr.Tab("Inside one step", id="inside"):
@@ -312,6 +333,10 @@ def build_demo(rt: Runtime | None = None) -> gr.Blocks:
                 gr.Markdown(texts.IDEA, latex_delimiters=texts.LATEX)
         gr.Markdown(texts.FOOTER)
         model.change(_bind(rt, H.model_card_text), [model], [card_md], api_name="model_card")
+        # The card reads the runtime when the page loads, then every 2 s while a compile is running.
+        poll = gr.Timer(2.0, active=True)
+        demo.load(_bind(rt, H.model_card_status), [model], [card_md, poll], api_name="model_card_status", queue=False)
+        poll.tick(_bind(rt, H.model_card_status), [model], [card_md, poll], api_name="model_card_poll", queue=False)
         model.change(_bind(rt, H.class_choices), [model, *classes], classes, api_name="class_choices")
         model.change(_bind(rt, H.precomputed_tradeoff), [model], [tradeoff], api_name="precomputed_tradeoff")
         model.change(_bind(rt, H.method_choices_update), [model, methods], [methods], api_name="method_choices")

@@ -285,3 +285,17 @@ def test_plots_fit_in_a_cached_example():
             plots.histogram_figure(ws, rng.normal(size=(8, 64, 3, 32, 32)), rng.normal(size=(8, 64, 3, 32, 32))),
             plots.colour_figure(ws, stats, stats, stats[0])]
     assert all(len(f.to_json()) < plots.CACHE_FIELD_LIMIT for f in figs), [len(f.to_json()) for f in figs]
+
+
+def test_truncation_text_quotes_the_selected_models_own_sweep(rt):
+    """Every figure in the Truncation tab's text is read from the selected model's shipped sweep (issue #21)."""
+    from demo import plots
+
+    for name in ("digits", "emoji"):
+        text = H.truncation_text(rt, name)
+        for sw in plots.shipped_sweeps(rt.card(name)):
+            w0 = next(r for r in sw.rows if plots.is_cfg(r) and r["w"] == 0 and r["truncation"] is None
+                      and r["temperature"] == 1)
+            t2 = next(r for r in sw.rows if r["truncation"] == 2)
+            assert f"w = 0: FID {w0['FID']:.3g} · truncation 2: {t2['FID']:.3g}" in text, (name, sw.name)
+    assert "5.01" not in H.truncation_text(rt, "emoji")  # the digits model's w = 0 FID
