@@ -433,14 +433,20 @@ def saturation_lab(rt: Runtime, cls, seed_start, n_seeds, w_list, dyn_threshold:
 
 def _colour_figures(slot: ModelSlot, ws: list[float], u8: np.ndarray, u8_fix: np.ndarray | None) -> tuple:
     """The colour metrics over w (the real data's level dotted) and the pixels' hue vs saturation at the smallest and
-    largest w; empty panels for a grey model."""
+    largest w; for a grey model two notes (the UI hides their column: colour_panels)."""
     if slot.card.channels != 3:
-        return plots.colour_figure(ws, [], None, None), plots.hue_saturation_figure({})
+        note = plots.note_figure("a grey model has no colour: pick a colour model", height=120)
+        return note, note
     stats = [colour_stats(u8[j]) for j in range(len(ws))]
     fixed = [colour_stats(u8_fix[j]) for j in range(len(ws))] if u8_fix is not None else None
     lo, hi = int(np.argmin(ws)), int(np.argmax(ws))
     scatter = plots.hue_saturation_figure({f"w = {ws[lo]:g}": u8[lo], f"w = {ws[hi]:g}": u8[hi]})
     return plots.colour_figure(ws, stats, fixed, _data_colour(slot)), scatter
+
+
+def colour_panels(rt: Runtime, model=DEFAULT_MODEL) -> dict:
+    """The saturation lab's colour panels are shown for a colour model only."""
+    return gr.update(visible=rt.card(check_model(model, rt.names)).channels == 3)
 
 
 def _data_colour(slot: ModelSlot) -> dict:

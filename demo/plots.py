@@ -79,34 +79,59 @@ SWEEP_COLOURS = ["#1f77b4", "#7f7f7f", "#9467bd", "#8c564b"]
 FAMILY_STYLE = {"CFG": ("circle", "solid"), "truncation": ("x", "dot"), "temperature": ("diamond", "dash")}
 
 
+def spread_labels(points: list[tuple[float, float, str]], min_gap: float = 0.06) -> list[str]:
+    """Each point's text, or "" where it would sit within min_gap (as a share of the axis ranges; y on a log scale) of a
+    point already labelled, so labels never pile up; the hover text keeps every label."""
+    if not points:
+        return []
+    xs = np.array([p[0] for p in points], float)
+    ys = np.log10(np.maximum([p[1] for p in points], 1e-9))
+    span_x, span_y = max(np.ptp(xs), 1e-9), max(np.ptp(ys), 1e-9)
+    kept: list[int] = []
+    out = []
+    for i, (_, _, text) in enumerate(points):
+        near = any(abs(xs[i] - xs[j]) / span_x < 2 * min_gap and abs(ys[i] - ys[j]) / span_y < min_gap for j in kept)
+        out.append("" if near else text)
+        if not near:
+            kept.append(i)
+    return out
+
+
 def tradeoff_figure(sweeps: list[Sweep], card: ModelCard) -> go.Figure:
     """FID vs IS of CFG (by w) and of the truncation / temperature baselines, one colour per sweep (paper Fig. 2)."""
     fig = go.Figure()
+    traces = []
     for k, sw in enumerate(sweeps):
         col = SWEEP_COLOURS[k % len(SWEEP_COLOURS)]
         for fam, rs in _family(sw.rows).items():
-            if not rs:
-                continue
-            sym, dash = FAMILY_STYLE[fam]
-            rs = sorted(rs, key=lambda r: (r["w"], -(r["truncation"] or 0), -r["temperature"]))
-            fig.add_trace(go.Scatter(x=[r["IS"] for r in rs], y=[r["FID"] for r in rs], mode="lines+markers+text",
-                                     text=[r["label"] for r in rs], textposition="top center", name=f"{fam} · {sw.name}",
-                                     marker=dict(symbol=sym, size=9, color=col), line=dict(color=col, dash=dash, width=1),
-                                     error_x=dict(type="data", array=[r["IS_std"] for r in rs], visible=True)))
+            if rs:
+                traces.append((fam, sw, col, sorted(rs, key=lambda r: (r["w"], -(r["truncation"] or 0), -r["temperature"]))))
+    # Text only where it has room: the first sweep's points claim their places first.
+    labels = iter(spread_labels([(r["IS"], r["FID"], r["label"]) for *_, rs in traces for r in rs]))
+    for fam, sw, col, rs in traces:
+        sym, dash = FAMILY_STYLE[fam]
+        fig.add_trace(go.Scatter(x=[r["IS"] for r in rs], y=[r["FID"] for r in rs], mode="lines+markers+text",
+                                 text=[next(labels) for _ in rs], hovertext=[r["label"] for r in rs],
+                                 textposition="top center", name=f"{fam} · {sw.name}",
+                                 marker=dict(symbol=sym, size=9, color=col), line=dict(color=col, dash=dash, width=1),
+                                 error_x=dict(type="data", array=[r["IS_std"] for r in rs], visible=True)))
     # A log FID axis: collapsed truncation (FID in the hundreds or more) would otherwise flatten the CFG curves.
     fig.update_layout(title=f"{card.title}: FID vs IS, lower-right is better", xaxis_title="IS (our classifier) ↑",
-                      yaxis_title="FID (our classifier's features, log scale) ↓", yaxis_type="log", height=460,
-                      margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.2))
+                      yaxis_title="FID ↓ (log scale)", yaxis_type="log", height=480,
+                      margin=dict(l=70, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.2))
     return fig
 
 
 def curves_figure(live: Sweep, shipped: list[Sweep], card: ModelCard) -> go.Figure:
-    """FID, KID and IS vs w and FID vs IS (live and precomputed, each labelled with sampler, T and N), and the
-    paper's ImageNet 64×64 table in its own panel. The precomputed sweep made with the live run's sampler and T is
-    drawn solid; others dotted."""
-    fig = make_subplots(rows=1, cols=5, subplot_titles=("FID vs w", "KID vs w (unbiased)", "IS vs w", "FID vs IS (Fig. 2)",
-                                                          "ImageNet 64×64, paper Table 1 (not our model)"),
-                        specs=[[{}, {}, {}, {}, {"secondary_y": True}]], horizontal_spacing=0.06)
+    """FID, KID and IS vs w and FID vs IS (live and precomputed, each labelled with sampler, T and N) in a 2 × 2 grid,
+    and the paper's ImageNet 64×64 table in its own column. The precomputed sweep made with the live run's sampler and
+    T is drawn solid; others dotted."""
+    fig = make_subplots(rows=2, cols=3, subplot_titles=("FID vs w", "KID vs w (unbiased)",
+                                                          "ImageNet 64×64 (the paper)", "IS vs w",
+                                                          "FID vs IS (paper Fig. 2)"),
+                        specs=[[{}, {}, {"rowspan": 2, "secondary_y": True}], [{}, {}, None]],
+                        horizontal_spacing=0.09, vertical_spacing=0.16)
+    cells = {"FID": (1, 1), "KID": (1, 2), "IS": (2, 1), "plane": (2, 2), "paper": (1, 3)}
 
     def add(sw: Sweep, line: dict, group: str) -> None:
         rs = sorted(_family(sw.rows)["CFG"], key=lambda r: r["w"])
@@ -114,13 +139,13 @@ def curves_figure(live: Sweep, shipped: list[Sweep], card: ModelCard) -> go.Figu
             return
         kw = dict(mode="lines+markers", line=line, legendgroup=group)
         w = [r["w"] for r in rs]
-        fig.add_trace(go.Scatter(x=w, y=[r["FID"] for r in rs], name=sw.name, **kw), 1, 1)
+        fig.add_trace(go.Scatter(x=w, y=[r["FID"] for r in rs], name=sw.name, **kw), *cells["FID"])
         fig.add_trace(go.Scatter(x=w, y=[r["KID"] for r in rs], showlegend=False,
-                                 error_y=dict(array=[r["KID_std"] for r in rs]), **kw), 1, 2)
+                                 error_y=dict(array=[r["KID_std"] for r in rs]), **kw), *cells["KID"])
         fig.add_trace(go.Scatter(x=w, y=[r["IS"] for r in rs], showlegend=False,
-                                 error_y=dict(array=[r["IS_std"] for r in rs]), **kw), 1, 3)
+                                 error_y=dict(array=[r["IS_std"] for r in rs]), **kw), *cells["IS"])
         fig.add_trace(go.Scatter(x=[r["IS"] for r in rs], y=[r["FID"] for r in rs], showlegend=False,
-                                 text=[f"w={x:g}" for x in w], **kw), 1, 4)
+                                 text=[f"w={x:g}" for x in w], **kw), *cells["plane"])
 
     for k, sw in enumerate(shipped):
         same = (sw.sampler, sw.steps) == (live.sampler, live.steps)
@@ -129,18 +154,18 @@ def curves_figure(live: Sweep, shipped: list[Sweep], card: ModelCard) -> go.Figu
     add(live, dict(color="#1f77b4", width=3), "live")
     pw = [p[0] for p in PAPER_IMAGENET64]
     fig.add_trace(go.Scatter(x=pw, y=[p[1] for p in PAPER_IMAGENET64], name="paper ImageNet FID", mode="lines+markers",
-                             line=dict(color="#d62728")), 1, 5, secondary_y=False)
+                             line=dict(color="#d62728")), *cells["paper"], secondary_y=False)
     fig.add_trace(go.Scatter(x=pw, y=[p[2] for p in PAPER_IMAGENET64], name="paper ImageNet IS", mode="lines+markers",
-                             line=dict(color="#ff7f0e", dash="dash")), 1, 5, secondary_y=True)
-    for col in (1, 2, 3, 5):
-        fig.update_xaxes(title_text="w", row=1, col=col)
-    fig.update_xaxes(title_text="IS", row=1, col=4)
-    for col, title in ((1, "FID ↓"), (2, "KID ↓"), (3, "IS ↑"), (4, "FID ↓")):
-        fig.update_yaxes(title_text=title, row=1, col=col)
-    fig.update_yaxes(title_text="ImageNet FID", row=1, col=5, secondary_y=False)
-    fig.update_yaxes(title_text="ImageNet IS", row=1, col=5, secondary_y=True)
-    fig.update_layout(title=f"{card.title} (our classifier's features)", height=460, margin=dict(l=40, r=40, t=70, b=40),
-                      legend=dict(orientation="h", y=-0.2))
+                             line=dict(color="#ff7f0e", dash="dash")), *cells["paper"], secondary_y=True)
+    for key in ("FID", "KID", "IS", "paper"):
+        fig.update_xaxes(title_text="w", row=cells[key][0], col=cells[key][1])
+    fig.update_xaxes(title_text="IS", row=2, col=2)
+    for key, title in (("FID", "FID ↓"), ("KID", "KID ↓"), ("IS", "IS ↑"), ("plane", "FID ↓")):
+        fig.update_yaxes(title_text=title, row=cells[key][0], col=cells[key][1])
+    fig.update_yaxes(title_text="ImageNet FID", row=1, col=3, secondary_y=False)
+    fig.update_yaxes(title_text="ImageNet IS", row=1, col=3, secondary_y=True)
+    fig.update_layout(title=f"{card.title} (our classifier's features)", height=760,
+                      margin=dict(l=60, r=60, t=80, b=40), legend=dict(orientation="h", y=-0.12))
     return fig
 
 
@@ -204,23 +229,22 @@ def note_figure(text: str, height: int = 380) -> go.Figure:
 
 
 def colour_figure(ws: list[float], stats: list[dict], fixed: list[dict] | None, data: dict | None) -> go.Figure:
-    """core.metrics.colour_stats of the samples as curves over w (with the remedy, dashed), the real data's level dotted."""
-    fig = make_subplots(rows=1, cols=4, subplot_titles=[t for _, t in COLOUR_METRICS], horizontal_spacing=0.06)
-    if not stats:
-        fig.add_annotation(text="a grey model has no colour: pick a colour model", showarrow=False, x=0.5, y=0.5,
-                           xref="paper", yref="paper")
-    for col, (key, _) in enumerate(COLOUR_METRICS, start=1):
-        if stats:
-            fig.add_trace(go.Scatter(x=ws, y=[st[key] for st in stats], mode="lines+markers", name="CFG",
-                                     line=dict(color="#1f77b4"), showlegend=col == 1), 1, col)
+    """core.metrics.colour_stats of the samples as curves over w (with the remedy, dashed), the real data's level dotted,
+    one metric per panel in a 2 × 2 grid."""
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t in COLOUR_METRICS], horizontal_spacing=0.12,
+                        vertical_spacing=0.2)
+    for k, (key, _) in enumerate(COLOUR_METRICS):
+        row, col = 1 + k // 2, 1 + k % 2
+        fig.add_trace(go.Scatter(x=ws, y=[st[key] for st in stats], mode="lines+markers", name="CFG",
+                                 line=dict(color="#1f77b4"), showlegend=k == 0), row, col)
         if fixed:
             fig.add_trace(go.Scatter(x=ws, y=[st[key] for st in fixed], mode="lines+markers", name="CFG + remedy",
-                                     line=dict(color="#2ca02c", dash="dash"), showlegend=col == 1), 1, col)
-        if data is not None and stats:
+                                     line=dict(color="#2ca02c", dash="dash"), showlegend=k == 0), row, col)
+        if data is not None:
             fig.add_trace(go.Scatter(x=[min(ws), max(ws)], y=[data[key]] * 2, mode="lines", name="real held-out data",
-                                     line=dict(color="#999999", dash="dot"), showlegend=col == 1), 1, col)
-        fig.update_xaxes(title_text="w", row=1, col=col)
-    fig.update_layout(height=340, margin=dict(l=40, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.25))
+                                     line=dict(color="#999999", dash="dot"), showlegend=k == 0), row, col)
+        fig.update_xaxes(title_text="w", row=row, col=col)
+    fig.update_layout(height=560, margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.15))
     return fig
 
 
@@ -228,13 +252,16 @@ CACHE_FIELD_LIMIT = 131072  # Python csv's default field limit: Gradio's example
 
 
 def hue_saturation_figure(pixels: dict[str, np.ndarray], n: int = 600) -> go.Figure:
-    """Hue (angle) against HSV saturation (radius) of n sampled pixels per label (e.g. w = 0 and the largest w).
+    """Hue (angle) against HSV saturation (radius) of n sampled pixels per label (e.g. w = 0 and the largest w), one
+    polar panel each, every dot in its own pixel's colour.
 
     n is kept small enough that the figure's JSON stays under CACHE_FIELD_LIMIT (1,500 pixels a trace overflowed it).
     """
-    fig = go.Figure()
+    names = list(pixels)
+    fig = make_subplots(rows=1, cols=max(1, len(names)), specs=[[{"type": "polar"}] * max(1, len(names))],
+                        subplot_titles=[f"pixels at {name}" for name in names], horizontal_spacing=0.16)
     rng = np.random.default_rng(0)
-    for name, px in pixels.items():
+    for k, (name, px) in enumerate(pixels.items()):
         x = px.reshape(-1, 3).astype(np.float64) / 255.0
         x = x[rng.choice(len(x), min(n, len(x)), replace=False)]
         hi, lo = x.max(1), x.min(1)
@@ -243,9 +270,13 @@ def hue_saturation_figure(pixels: dict[str, np.ndarray], n: int = 600) -> go.Fig
         hue = np.degrees(np.arctan2(np.sqrt(3) * (g - b), 2 * r - g - b)) % 360
         colours = [f"rgb({int(255 * a)},{int(255 * b_)},{int(255 * c)})" for a, b_, c in x]
         fig.add_trace(go.Scatterpolar(r=sat, theta=hue, mode="markers", name=name,
-                                      marker=dict(size=4, color=colours, line=dict(width=0))))
-    fig.update_layout(height=380, margin=dict(l=30, r=30, t=40, b=30), title="pixels: hue (angle) vs saturation (radius)",
-                      polar=dict(radialaxis=dict(range=[0, 1])))
+                                      marker=dict(size=5, color=colours, line=dict(width=0.3, color="#555555"))), 1, k + 1)
+    polar = dict(radialaxis=dict(range=[0, 1], tickvals=[0.5, 1], angle=45, tickangle=45, tickfont=dict(size=9)),
+                 angularaxis=dict(tickvals=[0, 90, 180, 270], tickfont=dict(size=10)))
+    fig.update_layout({f"polar{'' if k == 0 else k + 1}": polar for k in range(max(1, len(names)))})
+    fig.update_layout(height=420, margin=dict(l=50, r=50, t=70, b=30), showlegend=False,
+                      title="hue (angle) vs saturation (radius): guidance pushes pixels outwards")
+    fig.update_annotations(yshift=24)  # the panels' titles clear the 90° tick
     return fig
 
 
@@ -382,25 +413,29 @@ def shipped_method_saturation(shipped: dict[str, list[dict]]) -> dict[str, list[
 def method_plane_figure(live: dict[str, list[dict]], shipped: dict[str, list[dict]], card: ModelCard) -> go.Figure:
     """FID vs IS per method, live (solid) over the shipped sweeps (dotted); the arrow marks CFG's trade-off direction."""
     fig = go.Figure()
-    for style, curves in (("dot", shipped), ("solid", live)):
-        for name, rows in curves.items():
-            rows = sorted(rows, key=lambda r: float(r["w"]))
-            tag = "N=" + f"{int(float(rows[0]['N'])):,}" if rows else ""
-            fig.add_trace(go.Scatter(x=[float(r["IS"]) for r in rows], y=[float(r["FID"]) for r in rows],
-                                     mode="lines+markers+text", text=[f"{float(r['w']):g}" for r in rows],
-                                     textposition="top center", name=f"{name} ({'live' if style == 'solid' else 'shipped'}, {tag})",
-                                     line=dict(color=method_colour(name), dash=style)))
+    curves = [(style, name, sorted(rows, key=lambda r: float(r["w"])))
+              for style, group in (("solid", live), ("dot", shipped)) for name, rows in group.items()]
+    labels = iter(spread_labels([(float(r["IS"]), float(r["FID"]), f"{float(r['w']):g}")
+                                 for _, _, rows in curves for r in rows]))  # live curves claim their labels first
+    for style, name, rows in curves:
+        tag = "N=" + f"{int(float(rows[0]['N'])):,}" if rows else ""
+        fig.add_trace(go.Scatter(x=[float(r["IS"]) for r in rows], y=[float(r["FID"]) for r in rows],
+                                 mode="lines+markers+text", text=[next(labels) for _ in rows],
+                                 hovertext=[f"{name} w={float(r['w']):g}" for r in rows], textposition="top center",
+                                 name=f"{name} ({'live' if style == 'solid' else 'shipped'}, {tag})",
+                                 line=dict(color=method_colour(name), dash=style)))
     cfg = sorted(shipped.get("CFG", []) or live.get("CFG", []), key=lambda r: float(r["w"]))
     if len(cfg) >= 2 and float(cfg[0]["FID"]) > 0 and float(cfg[-1]["FID"]) > 0:  # CFG's direction: smallest → largest w
         a, b = cfg[0], cfg[-1]  # (an annotation on a log axis takes log10 coordinates)
         fig.add_annotation(x=float(b["IS"]), y=math.log10(float(b["FID"])), ax=float(a["IS"]),
                            ay=math.log10(float(a["FID"])), xref="x", yref="y",
-                           axref="x", ayref="y", showarrow=True, arrowhead=3, arrowcolor="#999999",
-                           text="CFG: w ↑ trades diversity (FID) for fidelity (IS)", font=dict(size=10))
+                           axref="x", ayref="y", showarrow=True, arrowhead=3, arrowcolor="#999999", text="")
+        fig.add_annotation(text="grey arrow: CFG's w ↑ trades diversity (FID) for fidelity (IS)", showarrow=False,
+                           x=0, y=1.0, xref="paper", yref="paper", xanchor="left", yanchor="bottom", font=dict(size=11))
     fig.update_layout(title=f"{card.title}: FID vs IS per guidance method, lower-right is better",
-                      xaxis_title="IS (our classifier) ↑", yaxis_title="FID (our classifier's features, log scale) ↓",
-                      yaxis_type="log", height=460,
-                      margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.2))
+                      xaxis_title="IS (our classifier) ↑", yaxis_title="FID ↓ (log scale)",
+                      yaxis_type="log", height=480,
+                      margin=dict(l=70, r=20, t=70, b=40), legend=dict(orientation="h", y=-0.2))
     return fig
 
 

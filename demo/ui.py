@@ -42,6 +42,9 @@ CSS = """
 .sample-grid .image-container > button { overflow-x: auto; max-width: 100%; display: block; text-align: left; }
 .sample-grid .image-frame { justify-content: flex-start !important; width: max-content; }
 .sample-grid .image-frame img { max-width: none; width: auto; height: auto; object-fit: none; }
+/* Multi-panel charts keep a readable width; on a narrow screen they scroll sideways instead of shrinking. */
+.wide-plot { overflow-x: auto; }
+.wide-plot .js-plotly-plot, .wide-plot .plot-container { min-width: 820px; }
 /* Narrow screens: rows stack, so the model card, checkboxes and side-by-side charts get the full width. */
 @media (max-width: 640px) {
   .row { flex-direction: column !important; }
@@ -66,6 +69,16 @@ def _samples(label: str, elem_id: str | None = None) -> gr.Image:
     """An output grid of samples: exact PNG, its label and buttons above the image (CSS .sample-grid)."""
     return gr.Image(label=label, format="png", type="pil", elem_id=elem_id, elem_classes="sample-grid",
                     buttons=["download", "fullscreen"])
+
+
+def _presets(rt: Runtime, fn, rows: list[tuple[str, list]], inputs: list, outputs: list, model, label: str,
+             elem_id: str) -> None:
+    """Cached presets (gr.Examples), each shown as one line naming its settings and the model it switches to, since a
+    preset also sets the model selector (a table of every input was cut off on the right)."""
+    at = next(i for i, c in enumerate(inputs) if c is model)
+    gr.Examples([values for _, values in rows], inputs, outputs, fn=partial(fn, rt), cache_examples=True,
+                cache_mode="lazy", label=f"{label} (a preset also sets the model selector)", elem_id=elem_id,
+                example_labels=[f"{values[at]}: {text}" for text, values in rows])  # Gradio cuts a label at 60 characters
 
 
 def _class(card: ModelCard, default: int, classes: list) -> Dropdown:
@@ -104,15 +117,16 @@ def _sweep_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
     grid_info = gr.Markdown(elem_id="grid-info")
     inputs = [mode, cls, w_list, n_seeds, seed0, sampler, v, steps, model]
     go_btn.click(_bind(rt, H.guidance_grid), inputs, [grid, grid_info], api_name="guidance_grid")
-    gr.Examples([["single class", 7, "0, 1, 3", 6, 0, "ddim", 0.3, 10, rt.default],
-                 ["random classes", 0, "0, 1, 3", 6, 0, "ddim", 0.3, 10, rt.default]],
-                inputs, [grid, grid_info], fn=partial(H.guidance_grid, rt), cache_examples=True, cache_mode="lazy",
-                label="Figure 3: w = 0 / 1 / 3", elem_id="preset-figure3")
+    _presets(rt, H.guidance_grid, [
+        ("class 7, w = 0, 1, 3, DDIM T = 10", ["single class", 7, "0, 1, 3", 6, 0, "ddim", 0.3, 10, rt.default]),
+        ("random classes, w = 0, 1, 3, DDIM T = 10",
+         ["random classes", 0, "0, 1, 3", 6, 0, "ddim", 0.3, 10, rt.default])],
+        inputs, [grid, grid_info], model, "Figure 3: w = 0 / 1 / 3", "preset-figure3")
     colour = _colour_model(rt)
     if colour is not None:
-        gr.Examples([["random classes", 0, "0, 3", 9, 0, "ancestral", 0.3, 64, colour]], inputs, [grid, grid_info],
-                    fn=partial(H.guidance_grid, rt), cache_examples=True, cache_mode="lazy",
-                    label=f"Figure 4: colour at w = 0 vs w = 3 ({colour})", elem_id="preset-figure4")
+        _presets(rt, H.guidance_grid, [("random classes, w = 0 and 3, ancestral T = 64",
+                                        ["random classes", 0, "0, 3", 9, 0, "ancestral", 0.3, 64, colour])],
+                 inputs, [grid, grid_info], model, "Figure 4: colour at w = 0 vs w = 3", "preset-figure4")
     gr.Markdown(texts.SCRUB, latex_delimiters=texts.LATEX)
     w_slider = Slider(-1, 20, value=0, step=0.05, label="w (s = 1 + w)", elem_id="w-slider")
     s_view = gr.Markdown("s = 1 + w = 1")
@@ -175,9 +189,9 @@ def _truncation_tab(rt: Runtime, model, card: ModelCard, classes: list):
     info = gr.Markdown()
     inputs = [cls, seed, n, thr, temp, ws, steps, sampler, model]
     btn.click(_bind(rt, H.truncation_compare), inputs, [img, info], api_name="truncation_compare")
-    gr.Examples([[2, 0, 8, "2, 1, 0.5, 0.04", 0.6, "1, 3", 16, "ancestral", rt.default]], inputs, [img, info],
-                fn=partial(H.truncation_compare, rt), cache_examples=True, cache_mode="lazy",
-                label="Truncation 2 → 0.04", elem_id="preset-truncation")
+    _presets(rt, H.truncation_compare, [("truncation 2 … 0.04, temperature 0.6, ancestral", [2, 0, 8, "2, 1, 0.5, 0.04", 0.6, "1, 3", 16, "ancestral",
+                                                              rt.default])],
+             inputs, [img, info], model, "Truncation 2 → 0.04", "preset-truncation")
     plot = gr.Plot(value=H.precomputed_tradeoff(rt, rt.default), label="FID vs IS: CFG and the truncation baselines")
     with gr.Row():
         live_n = Slider(10, 2000, value=100, step=10, label="N per point (live)")
@@ -220,20 +234,21 @@ def _saturation_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
         hist = gr.Plot(label="histogram of the last-step x̂ before clipping")
         curve = gr.Plot(label="saturated fraction vs w")
     info = gr.Markdown()
-    colour = gr.Plot(label="colour saturation vs w (colour models)")
-    scatter = gr.Plot(label="hue vs saturation of the pixels at the smallest and largest w (colour models)")
+    with gr.Column(visible=card.channels == 3) as colour_col:  # a grey model has no colour: hidden
+        colour = gr.Plot(label="colour saturation vs w", elem_classes="wide-plot")
+        scatter = gr.Plot(label="hue vs saturation of the pixels at the smallest and largest w", elem_classes="wide-plot")
+    model.change(_bind(rt, H.colour_panels), [model], [colour_col], api_name="colour_panels")
     inputs = [cls, seed, n, ws, dyn, phi, interval, steps, sampler, model]
     outputs = [img, hist, curve, info, colour, scatter]
     btn.click(_bind(rt, H.saturation_lab), inputs, outputs, api_name="saturation_lab")
-    gr.Examples([[0, 0, 6, "4, 8", True, 0.0, False, 10, "ddim", rt.default]], inputs, outputs,
-                fn=partial(H.saturation_lab, rt), cache_examples=True, cache_mode="lazy",
-                label="Saturation at w = 8 (with and without dynamic thresholding)", elem_id="preset-saturation")
+    _presets(rt, H.saturation_lab, [("w = 4 and 8, dynamic thresholding, DDIM T = 10",
+                                     [0, 0, 6, "4, 8", True, 0.0, False, 10, "ddim", rt.default])],
+             inputs, outputs, model, "Saturation at w = 8 (with and without dynamic thresholding)", "preset-saturation")
     colour_model = _colour_model(rt)
     if colour_model is not None:
-        gr.Examples([[0, 0, 6, "0, 8", False, RESCALE_PHI, False, 64, "ancestral", colour_model]], inputs, outputs,
-                    fn=partial(H.saturation_lab, rt), cache_examples=True, cache_mode="lazy",
-                    label=f"Saturation at w = 8 and its remedy, CFG-rescale ({colour_model})",
-                    elem_id="preset-colour-saturation")
+        _presets(rt, H.saturation_lab, [(f"w = 0 and 8, CFG-rescale φ = {RESCALE_PHI:g}, ancestral",
+                                         [0, 0, 6, "0, 8", False, RESCALE_PHI, False, 64, "ancestral", colour_model])],
+                 inputs, outputs, model, "Saturation at w = 8 and its remedy, CFG-rescale", "preset-colour-saturation")
 
 
 def _curves_tab(rt: Runtime, model):
@@ -247,7 +262,7 @@ def _curves_tab(rt: Runtime, model):
         stop = gr.Button("Stop", variant="stop")
     status = gr.Markdown()
     plot = gr.Plot(value=H.initial_curves(rt, "ddim", H.DEFAULT_STEPS, rt.default), label="FID / KID / IS vs w",
-                   elem_id="curves-plot")
+                   elem_id="curves-plot", elem_classes="wide-plot")
     csv = gr.File(label="results (CSV)")
     run = start.click(_bind(rt, H.live_curves), [ws, n, steps, sampler, model], [plot, status, csv],
                       api_name="live_curves", concurrency_limit=1)
@@ -280,14 +295,17 @@ def _beyond_tab(rt: Runtime, model, card: ModelCard, classes: list):
     inputs = [methods, cls, seed, n, ws, pp, eta, r, beta, steps, model, clip]
     btn.click(_bind(rt, H.beyond_cfg), inputs, [img, fig, info], api_name="beyond_cfg")
     defaults = [apg.eta, apg.norm_bound, apg.momentum, H.DEFAULT_STEPS]
-    examples = [[["CFG", "APG", "CFG++"], 3, 0, 6, "1, 3, 8", "0.2, 0.6, 1", *defaults, rt.default, apg.clip_x]]
+    examples = [("CFG, APG and CFG++, w = 1, 3, 8, class 3",
+                 [["CFG", "APG", "CFG++"], 3, 0, 6, "1, 3, 8", "0.2, 0.6, 1", *defaults, rt.default, apg.clip_x])]
     colour_model = _colour_model(rt)
     if colour_model is not None:
-        examples.append([["CFG", "APG"], 0, 0, 6, "8", "0.6", *defaults, colour_model, apg.clip_x])
+        examples.append(("CFG vs APG (paper's defaults), w = 8",
+                         [["CFG", "APG"], 0, 0, 6, "8", "0.6", *defaults, colour_model, apg.clip_x]))
         # APG without momentum, bound r = 20: the setting that keeps CFG's accuracy here (README, "Beyond CFG")
-        examples.append([["CFG", "APG"], 0, 0, 6, "8", "0.6", 0.0, 20.0, 0.0, H.DEFAULT_STEPS, colour_model, False])
-    gr.Examples(examples, inputs, [img, fig, info], fn=partial(H.beyond_cfg, rt), cache_examples=True,
-                cache_mode="lazy", label="w = 8: CFG vs APG (and CFG++)", elem_id="preset-beyond")
+        examples.append(("CFG vs APG (r = 20, no momentum), w = 8",
+                         [["CFG", "APG"], 0, 0, 6, "8", "0.6", 0.0, 20.0, 0.0, H.DEFAULT_STEPS, colour_model, False]))
+    _presets(rt, H.beyond_cfg, examples, inputs, [img, fig, info], model, "w = 8: CFG vs APG (and CFG++)",
+             "preset-beyond")
     gr.Markdown("#### The FID–IS plane, per method (same seeds 0…N−1 for every method)")
     with gr.Row():
         n_plane = Slider(10, 500, value=50, step=10, label="N samples per point")

@@ -79,7 +79,7 @@ def test_every_preset_runs_and_is_cached(app_url):
             page.get_by_role("tab", name=tab).click()
             for i in range(count):
                 before = {p for p in EXAMPLES_CACHE.rglob("*") if p.is_file()}
-                page.locator(f"#{elem_id} tbody tr").nth(i).click()
+                page.locator(f"#{elem_id} button.gallery-item").nth(i).click()
                 img = page.locator(f"#{out_id} img")
                 expect(img).to_be_visible(timeout=120_000)
                 deadline = time.time() + 120
@@ -90,4 +90,58 @@ def test_every_preset_runs_and_is_cached(app_url):
                 assert a.std() > 20, f"{elem_id}[{i}] shows a blank image"
                 if "figure4" in elem_id:  # the colour model's grid is in colour: the channels differ
                     assert np.abs(a[..., 0] - a[..., 2]).mean() > 5, "the colour grid has no colour"
+        browser.close()
+
+
+def _boxes_overlap(a: dict, b: dict) -> bool:
+    return a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"] and \
+        a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]
+
+
+TABS = ["Guidance sweep", "Inside one step", "Truncation", "Classifier guidance", "Saturation lab", "FID / IS curves",
+        "Beyond CFG", "The idea"]
+
+
+@pytest.mark.parametrize("width", [390, 1400])
+def test_layout_on_a_phone_and_a_desktop(app_url, tmp_path, width):
+    """Issue #21: every tab one tap away, grid labels readable (≥ 10 px on a phone, ≥ 12 px on a desktop) with nothing
+    over the samples, the model card at full width on a phone, and chart titles that do not overlap."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from core.images import LABEL_PX
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--disable-gpu", "--no-first-run",
+                                                                   "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.goto(app_url, timeout=60_000)
+        expect(page.locator("#model-card")).to_be_visible(timeout=30_000)
+        # The card read the runtime when the page loaded: the warm-ups are over (app_url waited for them).
+        expect(page.locator("#model-card")).not_to_contain_text("compiling", timeout=10_000)
+        for name in TABS:
+            expect(page.get_by_role("tab", name=name)).to_be_visible(timeout=10_000)
+        if width < 640:
+            card, body = page.locator("#model-card").bounding_box(), page.locator("#tab-sweep").bounding_box()
+            assert card["width"] > 0.9 * body["width"], (card, body)
+        page.locator("#generate-grid").click()
+        img = page.locator("#grid-image img")
+        expect(img).to_be_visible(timeout=90_000)
+        box = img.bounding_box()
+        for other in ("#grid-image label[data-testid=block-label]", "#grid-image .icon-button-wrapper"):
+            for k in range(page.locator(other).count()):
+                ob = page.locator(other).nth(k).bounding_box()
+                assert ob is None or not _boxes_overlap(box, ob), (other, ob, box)
+        shown = img.evaluate("e => e.getBoundingClientRect().width / e.naturalWidth")
+        assert LABEL_PX * shown >= (10 if width < 640 else 12), shown
+        page.screenshot(path=str(tmp_path / f"sweep_{width}.png"), full_page=True)
+        page.get_by_role("tab", name="FID / IS curves").click()
+        expect(page.locator("#curves-plot .main-svg").first).to_be_visible(timeout=30_000)
+        titles = page.locator("#curves-plot .infolayer .annotation")
+        expect(titles.first).to_be_visible(timeout=30_000)
+        boxes = [titles.nth(k).bounding_box() for k in range(titles.count())]
+        assert len(boxes) >= 5
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                assert not _boxes_overlap(boxes[i], boxes[j]), (boxes[i], boxes[j])
+        page.screenshot(path=str(tmp_path / f"curves_{width}.png"), full_page=True)
         browser.close()

@@ -141,7 +141,8 @@ def test_runtime_serves_every_model_with_its_own_state(assets):
     data_line = [t for t in colour.data if t.name == "real held-out data"][0]
     assert 0.2 < data_line.y[0] < 0.5  # the emoji's mean HSV saturation over all pixels (white included)
     _, _, _, _, grey_colour, _ = H.saturation_lab(rt, 0, 0, 2, "0, 8", False, 0.0, False, 3, "ddim")
-    assert len(grey_colour.data) == 0  # a grey model: an empty panel with a note
+    assert len(grey_colour.data) == 0  # a grey model: a note (the UI hides the colour panels)
+    assert H.colour_panels(rt, "tinyrgb")["visible"] and not H.colour_panels(rt, "digits")["visible"]
     import gradio as gr
 
     with pytest.raises(gr.Error, match="class must be between 0 and 2, got 3"):
