@@ -10,7 +10,6 @@ version, the CPU's instruction sets and the thread count the kernels were genera
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import platform
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 
 from core.checkpoint import ASSETS
+from core.cli import Parser, run
 
 AOT_CACHE = Path(os.environ.get("CFG_AOT_CACHE") or Path.home() / ".cache" / "cfg-explorer" / "aot")
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     """CLI: compile one shipped model's chunk into a package (the app runs this in a child process)."""
     from core.pipeline import load_pipeline
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = Parser(description=__doc__)
     ap.add_argument("--model", default="digits")
     ap.add_argument("--chunk", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None, help="threads the kernels are generated for (default: cores)")
@@ -97,4 +97,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

