@@ -328,6 +328,11 @@ def live_tradeoff(rt: Runtime, n, steps, sampler: str, model=DEFAULT_MODEL, prog
         updates.close()
 
 
+def _fid(v: float) -> str:
+    """A FID as quoted in texts: three significant digits, whole numbers from 100."""
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
 def truncation_text(rt: Runtime, model=DEFAULT_MODEL) -> str:
     """The Truncation tab's text, with the figures read from the selected model's shipped sweeps (none copied in)."""
     card = rt.card(check_model(model, rt.names))
@@ -341,10 +346,10 @@ def truncation_text(rt: Runtime, model=DEFAULT_MODEL) -> str:
             continue
         guided = min((r for r in base if r["w"] > 0 and r["truncation"] is None and r["temperature"] == 1),
                      key=lambda r: r["FID"], default=None)
-        parts = [f"w = 0: FID {w0['FID']:.3g}"] + [f"truncation {r['truncation']:g}: {r['FID']:.3g}" for r in trunc]
-        parts += [f"temperature {r['temperature']:g}: {r['FID']:.3g}" for r in temp]
+        parts = [f"w = 0: FID {_fid(w0['FID'])}"] + [f"truncation {r['truncation']:g}: {_fid(r['FID'])}" for r in trunc]
+        parts += [f"temperature {r['temperature']:g}: {_fid(r['FID'])}" for r in temp]
         if guided is not None:
-            parts.append(f"best CFG: {guided['FID']:.3g} at w = {guided['w']:g} (s = {1 + guided['w']:g})")
+            parts.append(f"best CFG: {_fid(guided['FID'])} at w = {guided['w']:g} (s = {1 + guided['w']:g})")
         lines.append(f"- **{card.name}, {sw.name}:** " + " · ".join(parts))
     return texts.TRUNCATION + ("\n".join(lines) or f"- no shipped truncation sweep for {card.name}")
 

@@ -208,3 +208,16 @@ def test_user_paths_are_not_served(app_url):
             status, body = _get(app_url + prefix + path)
             assert status in (403, 404), (prefix + path, status)
             assert b"root:" not in body and b"import" not in body
+
+
+def test_the_inside_step_slider_starts_within_the_default_t(app_url):
+    """Issue #21: the step slider offered 0–63 while T = 16; its initial range is 0 … T − 1 of the initial T."""
+    import json
+
+    with urllib.request.urlopen(f"{app_url}/config", timeout=30) as r:
+        config = json.load(r)
+    props = {c["props"].get("elem_id"): c["props"] for c in config["components"] if c.get("props")}
+    step = props["inside-step"]
+    steps_t = next(c["props"] for c in config["components"]
+                   if c.get("props", {}).get("label") == "steps T" and c["props"].get("maximum") == 64)
+    assert step["maximum"] == steps_t["value"] - 1 and 0 <= step["value"] <= step["maximum"]

@@ -297,5 +297,29 @@ def test_truncation_text_quotes_the_selected_models_own_sweep(rt):
             w0 = next(r for r in sw.rows if plots.is_cfg(r) and r["w"] == 0 and r["truncation"] is None
                       and r["temperature"] == 1)
             t2 = next(r for r in sw.rows if r["truncation"] == 2)
-            assert f"w = 0: FID {w0['FID']:.3g} · truncation 2: {t2['FID']:.3g}" in text, (name, sw.name)
+            assert f"w = 0: FID {H._fid(w0['FID'])} · truncation 2: {H._fid(t2['FID'])}" in text, (name, sw.name)
     assert "5.01" not in H.truncation_text(rt, "emoji")  # the digits model's w = 0 FID
+
+
+def test_model_card_reads_the_runtime_and_polls_only_while_compiling():
+    """Issue #21: the card said "compiling" on every page load. It reads the warm-up's state now, and the page keeps
+    polling only while some model is still compiling."""
+    from demo.runtime import Runtime
+
+    rt = Runtime(device="cpu", compile=False)
+    rt.load_all()  # compile off: each warm-up ends at once as "eager (CFG_COMPILE=0)"
+    text, timer = H.model_card_status(rt, "digits")
+    assert "Network: eager (CFG_COMPILE=0)" in text and timer.active is False
+    rt.slot("emoji").warmup.state = "compiling"  # as while the compile child runs
+    text, timer = H.model_card_status(rt, "digits")
+    assert timer.active is True and "Network: eager" in text
+    assert "Network: compiling" in H.model_card_status(rt, "emoji")[0]
+
+
+def test_inside_step_info_names_the_step_the_slider_shows(rt):
+    """The info line and the slider agree on the step (0-based, 0 … T − 1), and the slider's range follows T."""
+    for i in (0, 3, 5):
+        _, _, info = H.inside_step(rt, 4, 0, 2.0, 6, "ddim", i)
+        assert info.startswith(f"step i = {i} of 0…5:"), info
+    assert H.step_range(6)["maximum"] == 5
+    assert H.INSIDE_STEP <= H.INSIDE_STEPS - 1
