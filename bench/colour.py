@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from bench.common import header  # noqa: E402
 from core.data import load_split, to_model_range, to_uint8  # noqa: E402
 from core.guidance import REMEDIES, GuidanceOptions  # noqa: E402
-from core.sample import add_method_args, method_options  # noqa: E402
+from core.cli import add_method_args, method_options  # noqa: E402
 from core.metrics import class_balanced_accuracy, colour_stats, inception_score  # noqa: E402
 from core.pipeline import load_pipeline  # noqa: E402
 from core.sampling import generate  # noqa: E402

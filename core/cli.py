@@ -11,6 +11,7 @@ import sys
 from typing import Callable
 
 from core.checkpoint import WeightsError
+from core.guidance import METHOD_TABLE, METHODS, APGParams, GuidanceOptions
 
 USER_ERRORS = (ValueError, WeightsError, FileNotFoundError)
 
@@ -36,3 +37,21 @@ def run(main: Callable[[list[str] | None], object], argv: list[str] | None = Non
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def add_method_args(ap: argparse.ArgumentParser) -> None:
+    """--method and its parameters (APG's η, r, β), shared by the sample and sweep CLIs."""
+    d = APGParams()
+    ap.add_argument("--method", choices=METHODS, default="cfg",
+                    help="guidance rule: " + "; ".join(f"{m.key} ({m.reference}" + (", DDIM only" if m.renoise_uncond else "")
+                                                       + (f", w = its {m.weight}" if m.weight != "w" else "") + ")"
+                                                       for m in METHOD_TABLE))
+    ap.add_argument("--apg-eta", type=float, default=d.eta, help="APG η: weight of the parallel part")
+    ap.add_argument("--apg-r", type=float, default=d.norm_bound, help="APG r: norm bound of the update (0 = none)")
+    ap.add_argument("--apg-beta", type=float, default=d.momentum, help="APG β: momentum (negative = reverse)")
+    ap.add_argument("--apg-clip-x", action="store_true", help="APG: form Δ from x̂ clipped to [−1, 1] (not the paper's)")
+
+
+def method_options(a: argparse.Namespace) -> GuidanceOptions:
+    """The GuidanceOptions of parsed --method arguments."""
+    return GuidanceOptions(method=a.method, apg=APGParams(a.apg_eta, a.apg_r or None, a.apg_beta, a.apg_clip_x))

@@ -37,9 +37,6 @@ class Denoiser(Protocol):
     def __call__(self, z: Tensor, logsnr: float) -> EpsOut: ...
 
 
-METHODS = ("cfg", "apg", "cfgpp", "autoguidance")
-
-
 @dataclass(frozen=True)
 class APGParams:
     """APG's hyper-parameters (Sadat, Hilliges & Weber, ICLR 2025), defaults as in the paper's reference code:
@@ -100,32 +97,30 @@ class GuidanceOptions:
         return f"apg({a.describe()})"
 
     @property
+    def spec(self) -> "Method":
+        """The method's record in METHOD_TABLE."""
+        return method(self.method)
+
+    @property
     def uncond_on_every_row(self) -> bool:
         """Whether every row needs ε_θ(z), guided or not (the implicit-classifier view; CFG++, which re-noises with it)."""
-        return self.always_uncond or self.method == "cfgpp"
+        return self.always_uncond or self.spec.uncond_every_row
+
+    def record(self) -> dict:
+        """The method and its parameters, as stored next to samples (npz) and in sweep rows (APG's are blank for others)."""
+        if self.method != "apg":
+            return {"method": self.method, "apg_eta": "", "apg_r": "", "apg_beta": "", "apg_clip_x": ""}
+        return {"method": self.method, "apg_eta": self.apg.eta, "apg_r": self.apg.norm_bound or 0.0,
+                "apg_beta": self.apg.momentum, "apg_clip_x": int(self.apg.clip_x)}
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown guidance method {self.method!r}; choose one of {', '.join(METHODS)}")
+        method(self.method)  # an unknown method is refused here, with the known ones named
         if self.dynamic_threshold is not None and not (0.5 <= self.dynamic_threshold <= 1.0):
             raise ValueError(f"dynamic-threshold percentile must be in [0.5, 1], got {self.dynamic_threshold}")
         if not (0.0 <= self.rescale_phi <= 1.0):
             raise ValueError(f"rescale φ must be in [0, 1], got {self.rescale_phi}")
         if self.interval is not None and not (self.interval[0] <= self.interval[1]):
             raise ValueError(f"guidance interval needs λ_lo ≤ λ_hi, got {self.interval}")
-
-
-DYNAMIC_THRESHOLD_P = 0.995  # Imagen's default percentile of |x̂|
-GUIDANCE_INTERVAL = (-4.0, 6.0)  # the λ range where guidance is applied, when the interval remedy is on
-RESCALE_PHI = 0.7  # Lin et al.'s recommended φ
-
-# The saturation remedies measured side by side (bench/colour.py, notebook 04), each alone.
-REMEDIES: tuple[tuple[str, GuidanceOptions], ...] = (
-    ("CFG", GuidanceOptions()),
-    (f"dynamic thresholding p={DYNAMIC_THRESHOLD_P}", GuidanceOptions(dynamic_threshold=DYNAMIC_THRESHOLD_P)),
-    (f"CFG-rescale φ={RESCALE_PHI}", GuidanceOptions(rescale_phi=RESCALE_PHI)),
-    (f"guidance interval λ∈[{GUIDANCE_INTERVAL[0]:g}, {GUIDANCE_INTERVAL[1]:g}]", GuidanceOptions(interval=GUIDANCE_INTERVAL)),
-)
 
 
 def cfg_combine(eps_cond: Tensor, eps_uncond: Tensor, w: Tensor) -> Tensor:
@@ -223,6 +218,91 @@ def eps_guide_pair(model: Model, guide: Model, z: Tensor, logsnr: float, plan: R
     return eps_c, eps_c.index_copy(0, plan.rows_u, eps_g)
 
 
+class Combine(Protocol):
+    """A method's rule: the guided ε̃ from ε_θ(z, c), the second pass (ε_θ(z), or the guide's ε) and the weights w (B,),
+    with the method's own state for this sampling run (APG's running Δ̄)."""
+
+    def __call__(self, z: Tensor, logsnr: Tensor, eps_c: Tensor, eps_u: Tensor, w: Tensor, opts: "GuidanceOptions",
+                 state: dict) -> Tensor: ...
+
+
+def combine_cfg(z: Tensor, logsnr: Tensor, eps_c: Tensor, eps_u: Tensor, w: Tensor, opts: "GuidanceOptions",
+                state: dict) -> Tensor:
+    """CFG (paper Eq. 6); CFG++ and autoguidance use it too, with w shifted and with the guide's ε."""
+    return cfg_combine(eps_c, eps_u, w)
+
+
+def combine_apg(z: Tensor, logsnr: Tensor, eps_c: Tensor, eps_u: Tensor, w: Tensor, opts: "GuidanceOptions",
+                state: dict) -> Tensor:
+    """APG (Sadat et al. 2025) in x̂ space: x̂ = x̂_c + w · update; unguided rows keep ε_θ(z, c) bitwise."""
+    p = opts.apg
+    x_c, x_u = x_from_eps(z, eps_c, logsnr), x_from_eps(z, eps_u, logsnr)
+    # Δ's inputs: the raw x̂ (the paper's rule), or x̂ clipped to the data range (APGParams.clip_x)
+    d_c, d_u = (x_c.clamp(-1.0, 1.0), x_u.clamp(-1.0, 1.0)) if p.clip_x else (x_c, x_u)
+    update, state["running"] = apg_update(d_c, d_u, state.get("running"), p)
+    x = x_c + w.reshape(-1, 1, 1, 1) * update
+    return torch.where((w != 0).reshape(-1, 1, 1, 1), eps_from_x(z, x, logsnr), eps_c)
+
+
+@dataclass(frozen=True)
+class Method:
+    """Everything about one guidance method, defined once: the app, the CLIs and the plots read it from METHOD_TABLE.
+
+    weight: what its weight is called ("w", or CFG++'s "scale" λ ∈ [0, 1]); w_shift: Eq. 6 runs at w + w_shift (CFG++:
+    λ − 1); uncond_every_row: every row needs ε_θ(z), guided or not (CFG++ re-noises DDIM with it); renoise_uncond:
+    DDIM re-noises with ε_θ(z) instead of ε̃ (CFG++, so DDIM only); guide: the second pass is a weaker model's
+    ε(z, c) (autoguidance) instead of ε_θ(z); plane: the live FID–IS plane's default weights.
+    """
+
+    key: str
+    label: str
+    colour: str
+    reference: str
+    combine: Combine
+    plane: tuple[float, ...]
+    weight: str = "w"
+    w_range: tuple[float, float] | None = None
+    w_shift: float = 0.0
+    uncond_every_row: bool = False
+    renoise_uncond: bool = False
+    guide: bool = False
+
+    def weight_text(self, w: float) -> str:
+        """One weight as labels show it: 'w=3' or CFG++'s 'scale=0.6'."""
+        return f"{self.weight}={w:g}"
+
+
+METHOD_TABLE: tuple[Method, ...] = (
+    Method("cfg", "CFG", "#1f77b4", "Ho & Salimans 2021", combine_cfg, (0.0, 0.5, 1.0, 3.0)),
+    Method("apg", "APG", "#2ca02c", "Sadat, Hilliges & Weber 2025", combine_apg, (1.0, 3.0, 8.0)),
+    Method("cfgpp", "CFG++", "#d62728", "Chung et al. 2024", combine_cfg, (0.2, 0.6, 1.0), weight="scale",
+           w_range=(0.0, 1.0), w_shift=-1.0, uncond_every_row=True, renoise_uncond=True),
+    Method("autoguidance", "autoguidance", "#9467bd", "Karras et al. 2024", combine_cfg, (0.5, 1.0, 2.0), guide=True),
+)
+METHODS = tuple(m.key for m in METHOD_TABLE)
+
+
+def method(key: str) -> Method:
+    """The table's record of a method key ("cfg", "apg", "cfgpp", "autoguidance")."""
+    for m in METHOD_TABLE:
+        if m.key == key:
+            return m
+    raise ValueError(f"unknown guidance method {key!r}; choose one of {', '.join(METHODS)}")
+
+
+DYNAMIC_THRESHOLD_P = 0.995  # Imagen's default percentile of |x̂|
+GUIDANCE_INTERVAL = (-4.0, 6.0)  # the λ range where guidance is applied, when the interval remedy is on
+RESCALE_PHI = 0.7  # Lin et al.'s recommended φ
+
+# The saturation remedies measured side by side (bench/colour.py, notebook 04), each alone.
+REMEDIES: tuple[tuple[str, GuidanceOptions], ...] = (
+    ("CFG", GuidanceOptions()),
+    (f"dynamic thresholding p={DYNAMIC_THRESHOLD_P}", GuidanceOptions(dynamic_threshold=DYNAMIC_THRESHOLD_P)),
+    (f"CFG-rescale φ={RESCALE_PHI}", GuidanceOptions(rescale_phi=RESCALE_PHI)),
+    (f"guidance interval λ∈[{GUIDANCE_INTERVAL[0]:g}, {GUIDANCE_INTERVAL[1]:g}]", GuidanceOptions(interval=GUIDANCE_INTERVAL)),
+)
+
+
 class CFGDenoiser:
     """Classifier-free guidance as a denoiser transform (paper Alg. 2): one batched [cond; uncond] pass per step.
 
@@ -245,20 +325,18 @@ class CFGDenoiser:
         w_host = w.detach().to("cpu", torch.float64)
         if not torch.isfinite(w_host).all():
             raise ValueError("guidance weights must be finite")
-        cfgpp = opts.method == "cfgpp"
-        if cfgpp and not ((w_host >= 0) & (w_host <= 1)).all():
-            raise ValueError("CFG++'s guidance scale must be in [0, 1]")
-        if (opts.method == "autoguidance") != (guide_model is not None):
+        spec = opts.spec
+        if spec.w_range is not None and not ((w_host >= spec.w_range[0]) & (w_host <= spec.w_range[1])).all():
+            raise ValueError(f"{spec.label}'s guidance {spec.weight} must be in [{spec.w_range[0]:g}, {spec.w_range[1]:g}]")
+        if spec.guide != (guide_model is not None):
             raise ValueError("autoguidance needs a guide model (a weaker conditional model), and only it takes one")
         if n > 1:  # (a host copy of the labels: one sync on CUDA, before sampling, and only for a tiled grid)
             c_host = c.detach().cpu()
             assert torch.equal(c_host, c_host[: c.shape[0] // n].repeat(n)), "first_step_tiles needs labels tiled like the seeds"
-        self.model, self.guide, self.opts, self.tiles = model, guide_model, opts, n
-        # CFG++ with scale λ forms x̂ from ε_θ(z) + λ (ε_θ(z, c) − ε_θ(z)): CFG's formula at w = λ − 1.
-        self.w = (w - 1.0 if cfgpp else w).to(c.device, torch.float32)
-        self.any_w = cfgpp or bool((w_host != 0).any())
-        self.rows_guided = (w != 0).to(c.device).reshape(-1, 1, 1, 1)
-        self.running: Tensor | None = None  # APG's momentum state Δ̄, one per row
+        self.model, self.guide, self.opts, self.spec, self.tiles = model, guide_model, opts, spec, n
+        self.w = (w + spec.w_shift if spec.w_shift else w).to(c.device, torch.float32)
+        self.any_w = spec.w_shift != 0 or bool((w_host != 0).any())
+        self.state: dict = {}  # the method's own state over this sampling run (APG's running Δ̄)
         # Rows with w = 0 need no ε_θ(z): the uncond half covers only the guided rows (host-side index, no syncs).
         rows_u = torch.arange(c.shape[0]) if opts.uncond_on_every_row else torch.nonzero(w_host != 0).flatten()
         self.plan = row_plan(c, rows_u, null_label)
@@ -275,49 +353,42 @@ class CFGDenoiser:
             return eps_guide_pair(self.model, self.guide, z, logsnr, plan, need_u, self.opts.amp_dtype)
         return eps_pair(self.model, z, logsnr, plan, need_u, self.opts.amp_dtype)
 
-    def _apg(self, z: Tensor, lam0: Tensor, eps_c: Tensor, eps_u: Tensor) -> Tensor:
-        """APG in x̂ space: x̂ = x̂_c + w · update; unguided rows keep ε_θ(z, c) bitwise."""
-        p = self.opts.apg
-        x_c, x_u = x_from_eps(z, eps_c, lam0), x_from_eps(z, eps_u, lam0)
-        # Δ's inputs: the raw x̂ (the paper's rule), or x̂ clipped to the data range (APGParams.clip_x)
-        d_c, d_u = (x_c.clamp(-1.0, 1.0), x_u.clamp(-1.0, 1.0)) if p.clip_x else (x_c, x_u)
-        update, self.running = apg_update(d_c, d_u, self.running, p)
-        x = x_c + self.w.reshape(-1, 1, 1, 1) * update
-        return torch.where(self.rows_guided, eps_from_x(z, x, lam0), eps_c)
-
-    def __call__(self, z: Tensor, logsnr: float) -> EpsOut:
-        opts = self.opts
-        assert z.shape[0] == self.plan.c.shape[0], (z.shape, self.plan.c.shape)
-        guided = self.any_w and (opts.interval is None or opts.interval[0] <= logsnr <= opts.interval[1])
-        need_u = guided or opts.always_uncond
-        lam0 = torch.tensor(float(logsnr), dtype=torch.float64)
-        # 1. The networks: cond only, or cond and (guided rows') uncond (autoguidance: the guide model's) pass; at a
-        #    tiled grid's first step, on one copy of the rows only.
+    def _passes(self, z: Tensor, logsnr: float, need_u: bool) -> tuple[Tensor, Tensor | None]:
+        """The network passes of one step; at a tiled grid's first step, on one copy of the rows, then tiled."""
         if self.calls == 0 and self.tiles > 1:
             n_one = z.shape[0] // self.tiles
             eps_c, eps_u = self._pair(z[:n_one], logsnr, self.first_plan, need_u)
             eps_c = eps_c.repeat(self.tiles, 1, 1, 1)
             if eps_u is not None:
                 eps_u = torch.where(self.first_mask_u, eps_u.repeat(self.tiles, 1, 1, 1), eps_c)
-        else:
-            eps_c, eps_u = self._pair(z, logsnr, self.plan, need_u)
+            return eps_c, eps_u
+        return self._pair(z, logsnr, self.plan, need_u)
+
+    def __call__(self, z: Tensor, logsnr: float) -> EpsOut:
+        opts = self.opts
+        assert z.shape[0] == self.plan.c.shape[0], (z.shape, self.plan.c.shape)
+        guided = self.any_w and (opts.interval is None or opts.interval[0] <= logsnr <= opts.interval[1])
+        lam0 = torch.tensor(float(logsnr), dtype=torch.float64)
+        # 1. The networks: cond only, or cond and (guided rows') uncond (autoguidance: the guide model's) pass.
+        eps_c, eps_u = self._passes(z, logsnr, guided or opts.always_uncond)
         self.calls += 1
-        # 2. The method's combination: APG in x̂ space, otherwise Eq. 6 (CFG, CFG++ at w = λ − 1, autoguidance).
-        if not guided:
-            eps = eps_c
-        elif opts.method == "apg":
-            eps = self._apg(z, lam0, eps_c, eps_u)
-        else:
-            eps = cfg_combine(eps_c, eps_u, self.w)
-        # 3. The x̂-space variants, then back to ε.
-        if (guided and opts.rescale_phi > 0) or opts.dynamic_threshold is not None:
-            x = x_from_eps(z, eps, lam0)
-            if guided and opts.rescale_phi > 0:
-                x = rescale_x(x, x_from_eps(z, eps_c, lam0), opts.rescale_phi)
-            if opts.dynamic_threshold is not None:
-                x = dynamic_threshold_x(x, opts.dynamic_threshold)
-            eps = eps_from_x(z, x, lam0)
-        return EpsOut(eps, eps_c, eps_u, eps_u if guided and opts.method == "cfgpp" else None)
+        # 2. The method's rule (METHOD_TABLE), then the x̂-space remedies.
+        eps = self.spec.combine(z, lam0, eps_c, eps_u, self.w, opts, self.state) if guided else eps_c
+        eps = apply_remedies(z, lam0, eps, eps_c, opts, guided)
+        return EpsOut(eps, eps_c, eps_u, eps_u if guided and self.spec.renoise_uncond else None)
+
+
+def apply_remedies(z: Tensor, logsnr: Tensor, eps: Tensor, eps_c: Tensor, opts: GuidanceOptions, guided: bool) -> Tensor:
+    """The x̂-space variants of a guided ε̃: CFG-rescale (guided steps only), then dynamic thresholding; back to ε."""
+    rescale = guided and opts.rescale_phi > 0
+    if not rescale and opts.dynamic_threshold is None:
+        return eps
+    x = x_from_eps(z, eps, logsnr)
+    if rescale:
+        x = rescale_x(x, x_from_eps(z, eps_c, logsnr), opts.rescale_phi)
+    if opts.dynamic_threshold is not None:
+        x = dynamic_threshold_x(x, opts.dynamic_threshold)
+    return eps_from_x(z, x, logsnr)
 
 
 LogProb = Callable[[Tensor, Tensor, Tensor], Tensor]

@@ -17,14 +17,13 @@ from tqdm import tqdm
 
 from core.checkpoint import ASSETS
 from core.data import to_uint8
-from core.guidance import METHODS, APGParams, GuidanceOptions
 from core.images import grid_image
 from core.noise import NoiseConfig
 from core.sampling import SAMPLERS, generate, sampling_logsnrs
 
 MAX_GRID_SEEDS = 1024  # columns of one PNG grid
 SEED_BLOCK = 64  # seeds per generate() call, so a large grid shows progress
-from core.cli import Parser, run
+from core.cli import Parser, add_method_args, method_options, run
 
 
 def parse_seeds(items: list[str]) -> list[int]:
@@ -58,31 +57,6 @@ def broadcast_classes(classes: list[int], n_seeds: int, num_classes: int) -> lis
         if not 0 <= c < num_classes:
             raise ValueError(f"class must be in 0..{num_classes - 1}, got {c}")
     return list(classes)
-
-
-def add_method_args(ap: argparse.ArgumentParser) -> None:
-    """--method and its parameters (APG's η, r, β), shared by the sample and sweep CLIs."""
-    d = APGParams()
-    ap.add_argument("--method", choices=METHODS, default="cfg",
-                    help="guidance rule: cfg (Ho & Salimans), apg (Sadat et al.), cfgpp (Chung et al.; DDIM only, w = "
-                         "its scale in [0, 1]), autoguidance (Karras et al.; the model's shipped weaker model)")
-    ap.add_argument("--apg-eta", type=float, default=d.eta, help="APG η: weight of the parallel part")
-    ap.add_argument("--apg-r", type=float, default=d.norm_bound, help="APG r: norm bound of the update (0 = none)")
-    ap.add_argument("--apg-beta", type=float, default=d.momentum, help="APG β: momentum (negative = reverse)")
-    ap.add_argument("--apg-clip-x", action="store_true", help="APG: form Δ from x̂ clipped to [−1, 1] (not the paper's)")
-
-
-def method_options(a: argparse.Namespace) -> GuidanceOptions:
-    """The GuidanceOptions of parsed --method arguments."""
-    return GuidanceOptions(method=a.method, apg=APGParams(a.apg_eta, a.apg_r or None, a.apg_beta, a.apg_clip_x))
-
-
-def method_record(opts: GuidanceOptions) -> dict:
-    """The method and its parameters, as stored next to samples (npz) and in sweep rows (APG's are blank for others)."""
-    if opts.method != "apg":
-        return {"method": opts.method, "apg_eta": "", "apg_r": "", "apg_beta": "", "apg_clip_x": ""}
-    return {"method": opts.method, "apg_eta": opts.apg.eta, "apg_r": opts.apg.norm_bound or 0.0,
-            "apg_beta": opts.apg.momentum, "apg_clip_x": int(opts.apg.clip_x)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -129,13 +103,14 @@ def main(argv: list[str] | None = None) -> None:
     dt = time.perf_counter() - t
     imgs = np.concatenate(blocks, axis=1)
     imgs = imgs[..., 0] if imgs.shape[-1] == 1 else imgs
-    rows = [f"w={w:g} s={1 + w:g}" if a.method != "cfgpp" else f"CFG++ {w:g}" for w in a.w]
+    spec = opts.spec
+    rows = [f"w={w:g} s={1 + w:g}" if spec.weight == "w" else f"{spec.label} {spec.weight_text(w)}" for w in a.w]
     cols = [f"{s}:{c}" for s, c in zip(seeds, labels)]
     grid_image(imgs, a.scale, rows, cols).save(a.out, format="PNG")
     if a.npz:
         np.savez_compressed(a.npz, images=imgs, w=np.asarray(a.w, np.float64), seeds=np.asarray(seeds, np.int64),
                             labels=np.asarray(labels, np.int64), class_names=np.asarray(pipe.card.class_names),
-                            **{k: np.asarray(v) for k, v in method_record(opts).items()})
+                            **{k: np.asarray(v) for k, v in opts.record().items()})
     print(f"{len(a.w)}×{len(seeds)} samples, {a.steps} {a.sampler} steps, {dt:.2f} s → {a.out}" + (f", {a.npz}" if a.npz else ""))
 
 

@@ -24,9 +24,8 @@ from core.data import to_uint8
 from core.metrics import (colour_stats, feature_stats, frechet_distance, inception_score, kernel_inception_distance,
                           prepare_ref)
 from core.noise import NoiseConfig
-from core.sample import add_method_args, method_options, method_record
 from core.sampling import SAMPLERS, generate
-from core.cli import Parser, run
+from core.cli import Parser, add_method_args, method_options, run
 
 Features = Callable[[Tensor], "tuple[np.ndarray, np.ndarray]"]  # images → (features (N, d), class probabilities (N, K))
 
@@ -115,7 +114,7 @@ class PointResult:
                 "temperature": p.noise.temperature, "FID": self.fid, "IS": self.is_mean, "IS_std": self.is_std,
                 "KID": self.kid, "KID_std": self.kid_std, "accuracy": self.correct / max(1, self.n),
                 **{k: self.colour_sums[k] / self.n if k in self.colour_sums else "" for k in COLOUR_FIELDS}, "N": self.n, "steps": steps, "sampler": sampler,
-                "seconds": round(self.seconds, 2), **method_record(opts)}
+                "seconds": round(self.seconds, 2), **opts.record()}
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from PIL import Image
 
 from core.data import load_split, to_uint8
 from core.diffusion import alpha_sigma
-from core.guidance import (DYNAMIC_THRESHOLD_P, GUIDANCE_INTERVAL, APGParams, GuidanceOptions, cfg_combine,
-                           classifier_log_prob, implicit_classifier_grad)
+from core.guidance import (DYNAMIC_THRESHOLD_P, GUIDANCE_INTERVAL, METHOD_TABLE, APGParams, GuidanceOptions,
+                           cfg_combine, classifier_log_prob, implicit_classifier_grad, method)
 from core.images import grid_image
 from core.metrics import class_balanced_accuracy, colour_stats, per_class_accuracy
 from core.noise import NoiseConfig
@@ -503,9 +503,7 @@ def initial_curves(rt: Runtime, sampler: str = "ddim", steps=DEFAULT_STEPS, mode
 
 # ---------------------------------------------------------------- tab 8: beyond CFG (APG, CFG++, autoguidance)
 
-METHOD_KEYS = {"CFG": "cfg", "APG": "apg", "CFG++": "cfgpp", "autoguidance": "autoguidance"}
-PLANE_POINTS = {"cfg": (0.0, 0.5, 1.0, 3.0), "apg": (1.0, 3.0, 8.0), "cfgpp": (0.2, 0.6, 1.0),
-                "autoguidance": (0.5, 1.0, 2.0)}  # the live FID–IS plane's w (CFG++: its scale) per method
+METHOD_KEYS = {m.label: m.key for m in METHOD_TABLE}  # the method boxes send labels (core.guidance.METHOD_TABLE)
 
 
 def beyond_text(rt: Runtime) -> str:
@@ -521,7 +519,7 @@ def beyond_text(rt: Runtime) -> str:
 def method_choices(rt: Runtime, model=DEFAULT_MODEL) -> list[str]:
     """The methods the model can run: autoguidance only where its weaker model is shipped."""
     slot = _slot(rt, model)
-    return [m for m in METHOD_KEYS if m != "autoguidance" or slot.pipe.guide is not None]
+    return [m.label for m in METHOD_TABLE if not m.guide or slot.pipe.guide is not None]
 
 
 def method_choices_update(rt: Runtime, model, current) -> dict:
@@ -536,11 +534,12 @@ def _method_options(slot: ModelSlot, methods, apg_eta, apg_r, apg_beta,
     if isinstance(methods, str):
         methods = [methods]
     if not methods:
-        raise gr.Error("tick at least one method: CFG, APG, CFG++ or autoguidance")
+        labels = [m.label for m in METHOD_TABLE]
+        raise gr.Error(f"tick at least one method: {', '.join(labels[:-1])} or {labels[-1]}")
     unknown = [m for m in methods if m not in METHOD_KEYS]
     if unknown:
         raise gr.Error(f"unknown method {unknown[0]!r}: choose from {', '.join(METHOD_KEYS)}")
-    if "autoguidance" in methods and slot.pipe.guide is None:
+    if any(method(METHOD_KEYS[m]).guide for m in methods) and slot.pipe.guide is None:
         raise gr.Error(f"autoguidance needs a weaker model, and none is shipped for {slot.card.name!r} yet")
     eta = check_unit(apg_eta, "APG η")
     r = check_range(apg_r, "APG norm bound r (0 = none)", 0.0, 1000.0)
@@ -567,18 +566,18 @@ def beyond_cfg(rt: Runtime, methods, cls, seed_start, n_seeds, w_list, cfgpp_sca
     c, s0, n = check_class(cls, slot.card.num_classes), check_seed(seed_start), check_n_seeds(n_seeds)
     ws, pp = parse_w_list(w_list, max_values=6), parse_scale_list(cfgpp_scales, "CFG++ scale")
     steps = check_steps(steps)
-    check_grid_size(sum(len(pp) if m == "CFG++" else len(ws) for m, _ in chosen), n)
+    check_grid_size(sum(len(pp) if o.spec.w_range else len(ws) for _, o in chosen), n)
     seeds, labels = list(range(s0, s0 + n)), [c] * n
     rows, names, stats = [], [], {}
     t = time.perf_counter()
     for name, opts in chosen:
-        grid_ws = pp if name == "CFG++" else ws
+        grid_ws = pp if opts.spec.w_range else ws  # CFG++'s scale in [0, 1] has its own list
         with slot.lock:
             x = generate(slot.pipe.model, seeds, labels, grid_ws, steps, "ddim", opts=opts,
                          guide_model=slot.pipe.guide_for(opts.method))
         for w, xj in zip(grid_ws, x):
             rows.append(xj)
-            names.append(f"{name} " + (f"scale={w:g}" if name == "CFG++" else f"w={w:g}"))
+            names.append(f"{name} {opts.spec.weight_text(w)}")
             stats.setdefault(name, []).append((w, *_row_stats(slot, xj, labels)))
     dt = time.perf_counter() - t
     img = grid_image(_u8(torch.stack(rows)), 3, names)
@@ -586,7 +585,7 @@ def beyond_cfg(rt: Runtime, methods, cls, seed_start, n_seeds, w_list, cfgpp_sca
     fig = plots.method_tradeoff_figure(stats, "mean HSV saturation" if colour else "share of pixels at 0 or 255",
                                        y_ref=(float(per_class_accuracy(*_data_reading(slot))[c]),
                                               "real held-out images of this class"))
-    table = "  \n".join(f"**{m}**: " + ", ".join(f"{'scale' if m == 'CFG++' else 'w'}={w:g}: accuracy {100 * a:.0f} %, "
+    table = "  \n".join(f"**{m}**: " + ", ".join(f"{method(METHOD_KEYS[m]).weight_text(w)}: accuracy {100 * a:.0f} %, "
                                                    f"{'saturation' if colour else 'clipped'} {sat:.3f}" for w, a, sat in v)
                          for m, v in stats.items())
     return img, fig, _info("DDIM for every method (CFG++ is defined for DDIM only)", len(rows) * n, 2 * steps, dt) + \
@@ -603,7 +602,7 @@ def beyond_plane(rt: Runtime, n, steps, methods, apg_eta, apg_r, apg_beta, model
     shipped = plots.shipped_method_rows(slot.card)
     t = time.perf_counter()
     for k, (name, opts) in enumerate(chosen):
-        points = [SweepPoint(w) for w in PLANE_POINTS[opts.method]]
+        points = [SweepPoint(w) for w in opts.spec.plane]
         updates = _locked_sweep(slot, _live_config(points, n, steps, "ddim", first_batch=4, opts=opts))
         try:
             for upd in updates:

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from PIL import Image
 
-from core.guidance import APGParams
+from core.guidance import METHOD_TABLE, APGParams, method
 from core.registry import ModelCard
 from core.sweep import read_csv_rows
 
@@ -345,8 +345,6 @@ SCRUB_JS = """
 """
 
 
-METHOD_COLOURS = {"CFG": "#1f77b4", "APG": "#2ca02c", "CFG++": "#d62728", "autoguidance": "#9467bd"}
-METHOD_NAMES = {"cfg": "CFG", "apg": "APG", "cfgpp": "CFG++", "autoguidance": "autoguidance"}
 
 
 def method_tradeoff_figure(stats: dict[str, list[tuple[float, float, float]]], x_title: str,
@@ -373,16 +371,16 @@ def method_tradeoff_figure(stats: dict[str, list[tuple[float, float, float]]], x
 
 
 def method_colour(name: str) -> str:
-    """A method's colour; a variant of APG (other parameters than the paper's) gets its own."""
-    return METHOD_COLOURS.get(name, "#17becf")
+    """A method's colour (core.guidance.METHOD_TABLE); a variant of APG (other parameters than the paper's) gets its own."""
+    return next((m.colour for m in METHOD_TABLE if m.label == name), "#17becf")
 
 
 def method_name(r: dict) -> str:
     """A sweep row's method as the app names it; APG with other than the paper's defaults names its parameters."""
     m = _method_key(r)
     if m != "apg":
-        return METHOD_NAMES[m]
-    # core.sample.method_record writes r = 0 for no bound and clip_x as 0 / 1
+        return method(m).label
+    # GuidanceOptions.record writes r = 0 for no bound and clip_x as 0 / 1
     p = APGParams(float(r["apg_eta"]), float(r["apg_r"]) or None, float(r["apg_beta"]), r.get("apg_clip_x") == "1")
     return "APG" if p == APGParams() else f"APG ({p.describe(', ')})"
 
@@ -452,12 +450,12 @@ def _quality(r: dict) -> str:
 def method_findings(shipped: dict[str, dict[str, list[dict]]], family: str) -> str:
     """One method family's numbers from the shipped sweeps of each model ({model: shipped_method_rows}): its best FID
     against CFG's, and its accuracy (saturation) at its smallest and largest w, with CFG's at that largest w."""
-    wname = "scale" if family == "CFG++" else "w"
+    wname = next(m.weight for m in METHOD_TABLE if m.label == family)
     parts = []
     for model, by_method in shipped.items():
         cfg = by_method.get("CFG", [])
         for name, rows in by_method.items():
-            if not rows or METHOD_NAMES[_method_key(rows[0])] != family:
+            if not rows or method(_method_key(rows[0])).label != family:
                 continue
             rows = sorted(rows, key=lambda r: float(r["w"]))
             best, lo, hi = min(rows, key=lambda r: float(r["FID"])), rows[0], rows[-1]

@@ -74,8 +74,8 @@ def test_apg_momentum_carries_the_first_steps_raw_x_hat_unless_clipped(model):
     for lam in (-20.0, -10.0, 0.0):
         raw(z, lam)
         clipped(z, lam)
-        assert clipped.running.abs().max() <= 2.0 / (1 - 0.75) + 1e-6
-    assert raw.running.abs().max() > 1e2
+        assert clipped.state["running"].abs().max() <= 2.0 / (1 - 0.75) + 1e-6
+    assert raw.state["running"].abs().max() > 1e2
 
 
 def test_cfgpp_at_scale_zero_is_unguided_ddim(model):
