@@ -19,7 +19,7 @@ from bench.common import header  # noqa: E402
 from core.guidance import CFGDenoiser  # noqa: E402
 from core.noise import SeededNoise  # noqa: E402
 from core.pipeline import load_pipeline  # noqa: E402
-from core.sampling import generate, run_sampler, sampling_logsnrs  # noqa: E402
+from core.sampling import SamplerConfig, generate, run_sampler, sampling_logsnrs  # noqa: E402
 
 STEPS = 10
 
@@ -49,7 +49,7 @@ def main() -> None:
     m = pipe.model
     net = m.inner
     seeds, labels = list(range(8)), [3] * 8
-    row = lambda: generate(m, seeds, labels, [1.0], STEPS, "ddim")  # noqa: E731
+    row = lambda: generate(m, seeds, labels, [1.0], SamplerConfig("ddim", STEPS))  # noqa: E731
     z16, lam16, c16 = torch.randn(16, 1, 28, 28), torch.zeros(16), torch.arange(16) % 10
 
     # 1. channels_last on the bare network, one chunk of 16 (eager).
@@ -104,11 +104,11 @@ def main() -> None:
         run_sampler("ddim", CFGDenoiser(m, c, w, m.cfg.null_label), SeededNoise(noise.seeds, noise.shape), STEPS)
 
     report("tiled shared first step (7 w × 8 seeds grid, eager)",
-           *paired(untiled, lambda: generate(m, seeds, labels, ws, STEPS, "ddim"), max(3, a.reps // 2)))
+           *paired(untiled, lambda: generate(m, seeds, labels, ws, SamplerConfig("ddim", STEPS)), max(3, a.reps // 2)))
 
     # 6. Chunk padding: 8 seeds × 13 rows = 104 rows pad to 112; 6 seeds × 13 = 78 pad to 80. Time per seed.
     def per_seed(k):
-        return lambda: generate(m, list(range(k)), [3] * k, ws, STEPS, "ddim")
+        return lambda: generate(m, list(range(k)), [3] * k, ws, SamplerConfig("ddim", STEPS))
 
     tb, ta = paired(per_seed(8), per_seed(6), max(3, a.reps // 2))
     report("chunk-aligned live-curve batch (per seed, 8 → 6 seeds)", tb / 8, ta / 6)

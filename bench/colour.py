@@ -23,7 +23,7 @@ from core.guidance import REMEDIES, GuidanceOptions  # noqa: E402
 from core.cli import add_method_args, method_options  # noqa: E402
 from core.metrics import class_balanced_accuracy, colour_stats, inception_score  # noqa: E402
 from core.pipeline import load_pipeline  # noqa: E402
-from core.sampling import generate  # noqa: E402
+from core.sampling import DEFAULT_V, SamplerConfig, generate  # noqa: E402
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=100)
     ap.add_argument("--sampler", default="ddim")
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--v", type=float, default=0.3, help="the ancestral sampler's variance interpolation")
+    ap.add_argument("--v", type=float, default=DEFAULT_V, help="the ancestral sampler's variance interpolation")
     ap.add_argument("--w", type=float, nargs="*", default=[0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 8.0])
     ap.add_argument("--remedies-at", type=float, nargs="*", default=[3.0, 8.0])
     ap.add_argument("--methods-at", type=float, nargs="*", default=[], help="w values for APG (--apg-eta/-r/-beta)")
@@ -68,8 +68,8 @@ def main() -> None:
 
 def measure(pipe, seeds: list[int], labels: np.ndarray, w: float, a, opts: GuidanceOptions) -> str:
     """Accuracy, IS and the colour metrics of the samples at one w with the given guidance options."""
-    x = np.concatenate([to_uint8(generate(pipe.model, seeds[i:i + 90], list(labels[i:i + 90]), [w], a.steps,
-                                          a.sampler, a.v, opts=opts)[0]) for i in range(0, len(seeds), 90)])
+    x = np.concatenate([to_uint8(generate(pipe.model, seeds[i:i + 90], list(labels[i:i + 90]), [w],
+                                          SamplerConfig(a.sampler, a.steps, v=a.v, opts=opts))[0]) for i in range(0, len(seeds), 90)])
     _, probs = pipe.features(to_model_range(x))
     acc = float((probs.argmax(1) == labels).mean())
     is_mean, is_std = inception_score(probs)

@@ -21,7 +21,7 @@ from bench.common import header, naive_grid  # noqa: E402
 from core.guidance import CFGDenoiser, GuidanceOptions  # noqa: E402
 from core.noise import SeededNoise  # noqa: E402
 from core.pipeline import load_pipeline  # noqa: E402
-from core.sampling import generate, sample_ancestral, sample_ddim  # noqa: E402
+from core.sampling import SamplerConfig, generate, sample_ancestral, sample_ddim  # noqa: E402
 
 T0 = time.perf_counter()
 TOLERANCE = 2e-2  # max |Δx| between fp32 runs whose kernels differ (batch shapes, devices)
@@ -105,7 +105,7 @@ def main() -> list[str]:
 
     # 2. Throughput at batch 256 with CFG (2 network rows per sample and step): fp32, bf16, then compiled + CUDA graphs.
     def throughput(label: str, opts: GuidanceOptions) -> float:
-        dt = cuda_time(lambda: generate(m, seeds, labels, [1.0], a.steps, "ddim", opts=opts))
+        dt = cuda_time(lambda: generate(m, seeds, labels, [1.0], SamplerConfig("ddim", a.steps, opts=opts)))
         achieved = a.batch * (2 * a.steps - 1) * flops_per_fwd / dt  # the first step of a 1-w grid is not tiled
         print(f"{label}: {a.batch / dt:,.0f} samples/s at batch {a.batch}, DDIM T={a.steps} with CFG "
               f"({dt * 1000:.0f} ms per batch); {achieved / 1e12:.2f} TFLOP/s = {100 * achieved / peak:.2f} % of the bf16 peak",
@@ -130,7 +130,8 @@ def main() -> list[str]:
         state = big.enable_compile(mode="reduce-overhead")
         if state == "compiled":
             s4 = list(range(1024))
-            dt = cuda_time(lambda: generate(big, s4, [s % 10 for s in s4], [1.0], a.steps, "ddim", opts=GuidanceOptions(amp_dtype="bf16")))
+            dt = cuda_time(lambda: generate(big, s4, [s % 10 for s in s4], [1.0],
+                                            SamplerConfig("ddim", a.steps, opts=GuidanceOptions(amp_dtype="bf16"))))
             achieved = 1024 * (2 * a.steps - 1) * flops_per_fwd / dt
             rates["bf16 compiled+graphs, batch 1024"] = 1024 / dt
             print(f"bf16 compiled + CUDA graphs, chunk 1024: {1024 / dt:,.0f} samples/s at batch 1024; "
@@ -145,9 +146,9 @@ def main() -> list[str]:
     # 3. Batched w-grid vs the naive loop (one w at a time, two passes per step), both eager fp32.
     ws, gseeds = [0.5, 1.0, 2.0, 3.0], list(range(64))
     glabels = [s % 10 for s in gseeds]
-    tb = cuda_time(lambda: generate(m, gseeds, glabels, ws, 16, "ddim"))
+    tb = cuda_time(lambda: generate(m, gseeds, glabels, ws, SamplerConfig("ddim", 16)))
     tn = cuda_time(lambda: naive_grid(m.inner, gseeds, glabels, ws, 16, device="cuda"))
-    diff = (generate(m, gseeds, glabels, ws, 16, "ddim") - naive_grid(m.inner, gseeds, glabels, ws, 16, "cuda")).abs()
+    diff = (generate(m, gseeds, glabels, ws, SamplerConfig("ddim", 16)) - naive_grid(m.inner, gseeds, glabels, ws, 16, "cuda")).abs()
     same = f"max |Δx| {diff.max().item():.1e} (fp32, TF32 off)"
     print(f"4 w × 64 seeds, DDIM T=16: batched {tb * 1000:.0f} ms, naive {tn * 1000:.0f} ms → {tn / tb:.2f}× "
           f"({same})  [goal ≥ {SPEEDUP_GOAL}×]", flush=True)
@@ -160,8 +161,8 @@ def main() -> list[str]:
     cpu = load_pipeline(device="cpu")
     few = seeds[:16]
     for name in ("ancestral", "ddim"):
-        x_gpu = generate(m, few, labels[:16], [1.0], 8, name).cpu()
-        x_cpu = generate(cpu.model, few, labels[:16], [1.0], 8, name)
+        x_gpu = generate(m, few, labels[:16], [1.0], SamplerConfig(name, 8)).cpu()
+        x_cpu = generate(cpu.model, few, labels[:16], [1.0], SamplerConfig(name, 8))
         err = (x_gpu - x_cpu).abs()
         ok = err.max().item() < TOLERANCE
         print(f"GPU vs CPU (fp32, TF32 off), same seeds, {name} T=8, w=1: max |Δx| = {err.max().item():.2e}, "

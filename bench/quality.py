@@ -14,7 +14,7 @@ import torch  # noqa: E402
 from bench.common import header  # noqa: E402
 from core.metrics import classifier_features, inception_score  # noqa: E402
 from core.pipeline import load_pipeline  # noqa: E402
-from core.sampling import generate  # noqa: E402
+from core.sampling import SamplerConfig, generate  # noqa: E402
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     print("| w | s = 1+w | class accuracy | IS | seconds |\n|---|---|---|---|---|")
     for w in a.w:
         t = time.perf_counter()
-        x = generate(pipe.model, seeds, labels, [w], a.steps, a.sampler)[0]
+        x = generate(pipe.model, seeds, labels, [w], SamplerConfig(a.sampler, a.steps))[0]
         dt = time.perf_counter() - t
         _, probs = classifier_features(pipe.classifier, x)
         acc = float((torch.from_numpy(probs).argmax(1) == torch.tensor(labels)).float().mean())

@@ -24,8 +24,8 @@ from core.data import load_split, to_uint8  # noqa: E402
 from core.diffusion import PREDICTIONS  # noqa: E402
 from core.metrics import class_balanced_accuracy, colour_stats, feature_stats, frechet_distance  # noqa: E402
 from core.pipeline import load_pipeline  # noqa: E402
-from core.sampling import generate  # noqa: E402
-from core.train import TrainConfig, train  # noqa: E402
+from core.sampling import SamplerConfig, generate  # noqa: E402
+from core.train import RunOptions, TrainConfig, train  # noqa: E402
 from core.unet import FixedBatch, UNetConfig  # noqa: E402
 
 FLIPS = (0, 1, 2, 3, 4, 5, 6)  # the emoji groups that may be mirrored (not symbols or flags)
@@ -37,7 +37,7 @@ def train_candidate(a) -> None:
     mcfg = UNetConfig(image_size=x.shape[-1], in_channels=x.shape[1], channels=(32, 64, 64), num_classes=9,
                       prediction=a.prediction)
     tcfg = TrainConfig("diffusion", a.steps, 64, a.lr, dataset="emoji-npm", flip_classes=FLIPS, balanced=True)
-    rec = train("diffusion", Path(a.out), tcfg, mcfg, "cpu", resume=True, ckpt_minutes=5.0)
+    rec = train("diffusion", Path(a.out), tcfg, mcfg, RunOptions("cpu", resume=True))
     print(f"{a.out}: {rec['steps_this_run']} steps in {rec['train_seconds_this_run']} s, loss {rec['final_loss_ema']}")
 
 
@@ -49,7 +49,7 @@ def read_candidate(pipe, stem: Path, n: int, samplers: list[str], ws: list[float
     rows = []
     for sampler in samplers:
         t0 = time.time()
-        x = torch.cat([generate(model, seeds[i:i + 90], labels[i:i + 90], ws, 10, sampler) for i in range(0, n, 90)], 1)
+        x = torch.cat([generate(model, seeds[i:i + 90], labels[i:i + 90], ws, SamplerConfig(sampler, 10)) for i in range(0, n, 90)], 1)
         for j, w in enumerate(ws):
             feats, probs = pipe.features(x[j])
             fid = frechet_distance(*feature_stats(feats), pipe.ref["mu"], pipe.ref["sigma"])

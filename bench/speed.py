@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from bench.common import header, naive_grid  # noqa: E402
 from core import aot  # noqa: E402
 from core.pipeline import load_pipeline  # noqa: E402
-from core.sampling import generate  # noqa: E402
+from core.sampling import SamplerConfig, generate  # noqa: E402
 from demo.handlers import DEFAULT_STEPS  # noqa: E402
 
 
@@ -58,15 +58,15 @@ def main() -> None:
     seeds = list(range(8))
     # 1. Batched w-grid vs the naive loop, both eager; the naive loop calls the bare UNet (no chunk padding).
     ws, grid_seeds, labels = [0.5, 1.0, 2.0, 3.0], list(range(8)), [3] * 8
-    tb = timed(lambda: generate(m, grid_seeds, labels, ws, DEFAULT_STEPS, "ddim"), max(3, a.runs // 2))
+    tb = timed(lambda: generate(m, grid_seeds, labels, ws, SamplerConfig("ddim", DEFAULT_STEPS)), max(3, a.runs // 2))
     tn = timed(lambda: naive_grid(m.inner, grid_seeds, labels, ws, DEFAULT_STEPS), max(3, a.runs // 2))
-    same = torch.allclose(generate(m, grid_seeds, labels, ws, DEFAULT_STEPS, "ddim"),
+    same = torch.allclose(generate(m, grid_seeds, labels, ws, SamplerConfig("ddim", DEFAULT_STEPS)),
                           naive_grid(m.inner, grid_seeds, labels, ws, DEFAULT_STEPS), atol=1e-5)
     print(f"4 w × 8 seed grid, batched: {fmt(tb)}")
     print(f"4 w × 8 seed grid, naive:   {fmt(tn)}")
     print(f"batched speed-up: {statistics.median(tn) / statistics.median(tb):.2f}×  (outputs equal to 1e-5: {same})  [goal ≥ 1.8×]")
     # 2. The app's row of 8: eager, torch.compile, and the app's ahead-of-time AOTInductor package (interleaved).
-    row = lambda: generate(m, seeds, [3] * 8, [1.0], DEFAULT_STEPS, "ddim")  # noqa: E731
+    row = lambda: generate(m, seeds, [3] * 8, [1.0], SamplerConfig("ddim", DEFAULT_STEPS))  # noqa: E731
     te = timed(row, a.runs)
     t0 = time.perf_counter()
     state = m.enable_compile()
@@ -89,7 +89,7 @@ def main() -> None:
     print(f"8 samples, w=1, DDIM T={DEFAULT_STEPS} (NFE {2 * DEFAULT_STEPS}), AOTInductor:   {fmt(tsa)}"
           f"  → {statistics.median(te) / statistics.median(tsa):.2f}× eager, "
           f"{statistics.median(ts) / statistics.median(tsa):.2f}× torch.compile")
-    tc = timed(lambda: generate(m, grid_seeds, labels, ws, DEFAULT_STEPS, "ddim"), max(3, a.runs // 2))
+    tc = timed(lambda: generate(m, grid_seeds, labels, ws, SamplerConfig("ddim", DEFAULT_STEPS)), max(3, a.runs // 2))
     print(f"4 w × 8 seed grid, the app's path (batched + compiled chunk): {fmt(tc)} → "
           f"{statistics.median(tn) / statistics.median(tc):.2f}× the naive eager loop")
     # 3. Sampler efficiency: model FLOP/s achieved by the row of 8 against the GEMM peak measured here.

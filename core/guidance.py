@@ -348,6 +348,11 @@ class CFGDenoiser:
         self.first_mask_u = mask_u.to(c.device).reshape(-1, *([1] * 3))
         self.calls = 0
 
+    @property
+    def running(self) -> Tensor | None:
+        """APG's running Δ̄ (None before the first guided step, and for other methods)."""
+        return self.state.get("running")
+
     def _pair(self, z: Tensor, logsnr: float, plan: RowPlan, need_u: bool) -> tuple[Tensor, Tensor | None]:
         if self.guide is not None:
             return eps_guide_pair(self.model, self.guide, z, logsnr, plan, need_u, self.opts.amp_dtype)

@@ -19,7 +19,7 @@ from core.checkpoint import ASSETS
 from core.data import to_uint8
 from core.images import grid_image
 from core.noise import NoiseConfig
-from core.sampling import SAMPLERS, generate, sampling_logsnrs
+from core.sampling import DEFAULT_V, SAMPLERS, SamplerConfig, generate, sampling_logsnrs
 
 MAX_GRID_SEEDS = 1024  # columns of one PNG grid
 SEED_BLOCK = 64  # seeds per generate() call, so a large grid shows progress
@@ -59,9 +59,8 @@ def broadcast_classes(classes: list[int], n_seeds: int, num_classes: int) -> lis
     return list(classes)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """CLI entry point."""
-    from core.pipeline import load_pipeline
+def parser() -> Parser:
+    """The sample CLI's arguments."""
     from core.registry import DEFAULT_MODEL
 
     ap = Parser(description=__doc__)
@@ -72,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", nargs="+", default=["0-7"])
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--sampler", choices=SAMPLERS, default="ancestral")
-    ap.add_argument("--v", type=float, default=0.3)
+    ap.add_argument("--v", type=float, default=DEFAULT_V)
     ap.add_argument("--truncation", type=float, default=None)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--scale", type=int, default=3)
@@ -80,6 +79,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("grid.png"))
     ap.add_argument("--npz", type=Path, default=None)
     add_method_args(ap)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI entry point: a labelled same-seed grid (PNG, and the pixels as npz)."""
+    from core.pipeline import load_pipeline
+
+    ap = parser()
     a = ap.parse_args(argv)
     opts = method_options(a)
     seeds = parse_seeds(a.seeds)
@@ -97,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     t = time.perf_counter()
     blocks = []  # blocks of seeds: each sample depends on its own seed only, so the pixels are those of one big call
     for i in tqdm(range(0, len(seeds), SEED_BLOCK), desc="sampling", unit="block", disable=len(seeds) <= SEED_BLOCK):
-        x = generate(pipe.model, seeds[i:i + SEED_BLOCK], labels[i:i + SEED_BLOCK], a.w, a.steps, a.sampler, a.v,
-                     noise, opts, guide_model=guide)
+        x = generate(pipe.model, seeds[i:i + SEED_BLOCK], labels[i:i + SEED_BLOCK], a.w,
+                     SamplerConfig(a.sampler, a.steps, v=a.v, opts=opts), noise, guide_model=guide)
         blocks.append(to_uint8(x.reshape(-1, *x.shape[2:])).reshape(len(a.w), x.shape[1], *x.shape[3:], -1))
     dt = time.perf_counter() - t
     imgs = np.concatenate(blocks, axis=1)

@@ -7,6 +7,7 @@ generate: a same-seed (n_w × n_seeds) grid in one batched run per step.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Callable
 
@@ -19,6 +20,7 @@ from core.noise import NoiseConfig, SeededNoise
 
 MAX_STEPS = 256  # the paper's T; the app, the CLIs and sweeps share this limit
 SAMPLERS = ("ddim", "ancestral")
+DEFAULT_V = 0.3  # the ancestral sampler's variance interpolation v, used throughout the app, the CLIs and the sweeps
 
 Callback = Callable[[int, Tensor, Tensor, Tensor, "Tensor | None"], None]
 
@@ -32,7 +34,7 @@ def sampling_logsnrs(steps: int, logsnr_min: float = LOGSNR_MIN, logsnr_max: flo
     return tuple(float(v) for v in logsnr_schedule_cosine(u, logsnr_min, logsnr_max))
 
 
-def sample_ancestral(denoiser: Denoiser, z: Tensor, steps: int, noise: SeededNoise, v: float = 0.3,
+def sample_ancestral(denoiser: Denoiser, z: Tensor, steps: int, noise: SeededNoise, v: float = DEFAULT_V,
                      clip_x: bool = True, callback: Callback | None = None,
                      logsnr_range: tuple[float, float] = (LOGSNR_MIN, LOGSNR_MAX)) -> Tensor:
     """Paper Alg. 2: z_{λ'} ~ N(μ̃(z, x̂), (σ̃²_{λ'|λ})^{1−v} (σ²_{λ|λ'})^v); returns the final x̂ (B, C, H, W)."""
@@ -87,7 +89,7 @@ def sample_ddim(denoiser: Denoiser, z: Tensor, steps: int, noise: SeededNoise | 
     raise AssertionError("unreachable")
 
 
-def run_sampler(name: str, denoiser: Denoiser, noise: SeededNoise, steps: int, v: float = 0.3,
+def run_sampler(name: str, denoiser: Denoiser, noise: SeededNoise, steps: int, v: float = DEFAULT_V,
                 clip_x: bool = True, callback: Callback | None = None,
                 logsnr_range: tuple[float, float] = (LOGSNR_MIN, LOGSNR_MAX)) -> Tensor:
     """Dispatch on the sampler's name, starting from the seeded initial noise."""
@@ -111,36 +113,57 @@ def _grid_inputs(model, seeds: list[int], labels: list[int], ws: list[float],
     return noise, c, w
 
 
-def generate(model, seeds: list[int], labels: list[int], ws: list[float], steps: int, sampler: str = "ddim",
-             v: float = 0.3, noise_cfg: NoiseConfig = NoiseConfig(), opts: GuidanceOptions = GuidanceOptions(),
-             clip_x: bool = True, callback: Callback | None = None, guide_model=None) -> Tensor:
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How a grid is sampled: the sampler, its steps T, the ancestral sampler's v, whether x̂ is clipped to [−1, 1] at
+    every step, and the guidance options (method, remedies)."""
+
+    sampler: str = "ddim"
+    steps: int = 10
+    v: float = DEFAULT_V
+    clip_x: bool = True
+    opts: GuidanceOptions = GuidanceOptions()
+
+    def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+
+    @property
+    def nfe(self) -> int:
+        """Network evaluations per sample when some row is guided (w ≠ 0): two per step."""
+        return 2 * self.steps
+
+
+def generate(model, seeds: list[int], labels: list[int], ws: list[float], sampling: SamplerConfig,
+             noise_cfg: NoiseConfig = NoiseConfig(), callback: Callback | None = None, guide_model=None) -> Tensor:
     """A same-seed grid: images (n_w, n_seeds, C, H, W) in [−1, 1]; row j uses w = ws[j] on every seed.
 
     Sample (j, i) depends only on seeds[i], labels[i] and ws[j]: all rows share the seeds' noise streams.
-    opts.method picks the guidance rule; autoguidance takes its weaker model as guide_model.
+    sampling.opts.method picks the guidance rule; autoguidance takes its weaker model as guide_model.
     """
     noise, c, w = _grid_inputs(model, seeds, labels, ws, noise_cfg)
     # Every w row starts from the same seeds' initial noise (SeededNoise draws it once and tiles it), so the first
     # step's network pass runs on one copy of the rows and is tiled: bitwise the same, 1/n_w of that step's rows.
     assert noise.tiles == len(ws) and len(noise) == c.shape[0], (noise.tiles, len(ws))
-    den = CFGDenoiser(model, c, w, model.cfg.null_label, opts, first_step_tiles=noise.tiles, guide_model=guide_model)
-    x = run_sampler(sampler, den, noise, steps, v, clip_x, callback, model.cfg.logsnr_range)
+    den = CFGDenoiser(model, c, w, model.cfg.null_label, sampling.opts, first_step_tiles=noise.tiles,
+                      guide_model=guide_model)
+    x = run_sampler(sampling.sampler, den, noise, sampling.steps, sampling.v, sampling.clip_x, callback,
+                    model.cfg.logsnr_range)
     return x.reshape(len(ws), len(seeds), *x.shape[1:])
 
 
 def generate_classifier_guided(model, log_prob: LogProb, seeds: list[int], labels: list[int], ws: list[float],
-                               steps: int, sampler: str = "ddim", v: float = 0.3, noise_cfg: NoiseConfig = NoiseConfig(),
+                               sampling: SamplerConfig, noise_cfg: NoiseConfig = NoiseConfig(),
                                guide_uncond: bool = False) -> Tensor:
     """Classifier guidance (paper Eq. 4) on a same-seed grid: images (n_w, n_seeds, C, H, W); guide_uncond guides ε(z)."""
     noise, c, w = _grid_inputs(model, seeds, labels, ws, noise_cfg)
     den = classifier_guided_denoiser(model, log_prob, c, w, model.cfg.null_label, guide_uncond=guide_uncond)
-    x = run_sampler(sampler, den, noise, steps, v, logsnr_range=model.cfg.logsnr_range)
+    x = run_sampler(sampling.sampler, den, noise, sampling.steps, sampling.v, logsnr_range=model.cfg.logsnr_range)
     return x.reshape(len(ws), len(seeds), *x.shape[1:])
 
 
-def generate_with_raw_x(model, seeds: list[int], labels: list[int], ws: list[float], steps: int, sampler: str = "ddim",
-                        v: float = 0.3, noise_cfg: NoiseConfig = NoiseConfig(),
-                        opts: GuidanceOptions = GuidanceOptions()) -> tuple[Tensor, Tensor]:
+def generate_with_raw_x(model, seeds: list[int], labels: list[int], ws: list[float], sampling: SamplerConfig,
+                        noise_cfg: NoiseConfig = NoiseConfig()) -> tuple[Tensor, Tensor]:
     """(images, the last step's x̂ before clipping), both (n_w, n_seeds, C, H, W): the saturation view of `generate`.
 
     Sampling clips x̂ at every step as usual (an ε-model needs it at low λ); the raw last-step x̂ shows how far the
@@ -149,8 +172,8 @@ def generate_with_raw_x(model, seeds: list[int], labels: list[int], ws: list[flo
     raw: list[Tensor] = []
 
     def keep_last(i, z, x_raw, eps_cond, eps_uncond):
-        if i == steps - 1:
+        if i == sampling.steps - 1:
             raw.append(x_raw.detach().clone())
 
-    x = generate(model, seeds, labels, ws, steps, sampler, v, noise_cfg, opts, clip_x=True, callback=keep_last)
+    x = generate(model, seeds, labels, ws, replace(sampling, clip_x=True), noise_cfg, callback=keep_last)
     return x, raw[0].reshape(x.shape)

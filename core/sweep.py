@@ -24,7 +24,7 @@ from core.data import to_uint8
 from core.metrics import (colour_stats, feature_stats, frechet_distance, inception_score, kernel_inception_distance,
                           prepare_ref)
 from core.noise import NoiseConfig
-from core.sampling import SAMPLERS, generate
+from core.sampling import DEFAULT_V, SAMPLERS, SamplerConfig, generate
 from core.cli import Parser, add_method_args, method_options, run
 
 Features = Callable[[Tensor], "tuple[np.ndarray, np.ndarray]"]  # images → (features (N, d), class probabilities (N, K))
@@ -130,7 +130,7 @@ class SweepConfig:
     n: int
     steps: int
     sampler: str = "ddim"
-    v: float = 0.3
+    v: float = DEFAULT_V
     batch: int = 50
     first_batch: int | None = 10
     opts: GuidanceOptions = GuidanceOptions()
@@ -215,8 +215,9 @@ def sweep_stream(model, features: Features, ref: dict, cfg: SweepConfig, guide_m
         # 1. One batched w-grid per noise config, on the same seeds.
         for noise_cfg, idx in groups.items():
             t = time.perf_counter()
-            x = generate(model, seeds, labels, [points[i].w for i in idx], cfg.steps, cfg.sampler, cfg.v, noise_cfg,
-                         cfg.opts, guide_model=guide_model)
+            x = generate(model, seeds, labels, [points[i].w for i in idx],
+                         SamplerConfig(cfg.sampler, cfg.steps, v=cfg.v, opts=cfg.opts), noise_cfg,
+                         guide_model=guide_model)
             t_gen += time.perf_counter() - t
             dt = (time.perf_counter() - t) / len(idx)
             # 2. Features and probabilities, then the running metrics of each point.
@@ -292,10 +293,8 @@ def write_csv(path: Path, rows: list[dict]) -> None:
             wr.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
-def main(argv: list[str] | None = None) -> None:
-    """CLI: run a sweep with a progress bar and write one CSV row per point (sharded when launched by torchrun)."""
-    from tqdm import tqdm
-
+def parser() -> Parser:
+    """The sweep CLI's arguments."""
     from core.registry import DEFAULT_MODEL
 
     ap = Parser(description=__doc__)
@@ -307,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", "--samples", dest="n", type=int, default=500, help="samples per point (--samples under torchrun)")
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--sampler", choices=SAMPLERS, default="ancestral")
-    ap.add_argument("--v", type=float, default=0.3)
+    ap.add_argument("--v", type=float, default=DEFAULT_V)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--inception", type=Path, default=None, help="local inception-2015-12-05.pt; default: the model's classifier")
@@ -318,6 +317,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--append", action="store_true",
                     help="keep --out's other rows (a row with the same label is replaced): one CSV for several methods")
     add_method_args(ap)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: run a sweep with a progress bar and write one CSV row per point (sharded when launched by torchrun)."""
+    from tqdm import tqdm
+
+    ap = parser()
     a = ap.parse_args(argv)
     opts = replace(method_options(a), amp_dtype=a.amp)
     cfg = SweepConfig(tuple(parse_points(a.w, a.truncation, a.temperature)), a.n, a.steps, a.sampler, a.v, a.batch,

@@ -147,95 +147,147 @@ def _load_ckpt(path: Path, model: nn.Module, ema: nn.Module, opt: torch.optim.Op
     return step
 
 
-def train(kind: str, out: Path, cfg: TrainConfig, model_cfg, device_name: str = "auto", resume: bool = False,
-          ckpt_minutes: float = 5.0, log_every: int = 50, stop_at: int | None = None,
-          guide_for: str | None = None) -> dict | None:
-    """Train one model and write its EMA weights to out.{safetensors,json}; returns the JSON record.
+@dataclass(frozen=True)
+class RunOptions:
+    """How one training run is executed (not recorded as a hyper-parameter): device, resuming and checkpoints.
 
-    guide_for: this diffusion model is autoguidance's weaker model for that model (its card says so).
     stop_at: checkpoint and return None after that step, as an interrupted run would (for time-boxed runs and tests).
     """
-    from tqdm import tqdm
 
-    dev = pick_device(device_name)
+    device: str = "auto"
+    resume: bool = False
+    ckpt_minutes: float = 5.0
+    log_every: int = 50
+    stop_at: int | None = None
+
+
+@dataclass
+class Run:
+    """The state of a training run: data, networks, optimiser, the checkpointed generator and the step reached."""
+
+    kind: str
+    dev: torch.device
+    gen: torch.Generator
+    x: Tensor
+    y: Tensor
+    model: nn.Module
+    ema: nn.Module
+    opt: torch.optim.Optimizer
+    ckpt: Path
+    step: int
+
+
+def start_run(kind: str, out: Path, cfg: TrainConfig, model_cfg, opts: RunOptions) -> Run:
+    """Seed, load the training split, build the network, its EMA copy and AdamW; continue from runs/NAME/ on resume."""
+    dev = pick_device(opts.device)
     torch.manual_seed(cfg.seed)  # the initial weights
     gen = torch.Generator(dev).manual_seed(cfg.seed)  # data order, augmentation and diffusion noise; checkpointed
-    x_train, y_train = load_split("train", cfg.dataset)
-    x_held, y_held = load_split("heldout", cfg.dataset)
-    x_train, y_train = x_train.to(dev), y_train.to(dev)
+    x, y = load_split("train", cfg.dataset)
     model: nn.Module = (UNet(model_cfg) if kind == "diffusion" else ImageClassifier(model_cfg)).to(dev)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0 if kind == "diffusion" else 1e-4)
-    run_dir = Path("runs") / out.name
+    run_dir = Path("runs") / Path(out).name
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "ckpt.safetensors"
-    step = _load_ckpt(ckpt, model, ema, opt, gen) if resume and ckpt.exists() else 0
-    first_step = step
-    log = open(run_dir / "train.log", "a")
+    step = _load_ckpt(ckpt, model, ema, opt, gen) if opts.resume and ckpt.exists() else 0
+    return Run(kind, dev, gen, x.to(dev), y.to(dev), model, ema, opt, ckpt, step)
+
+
+def task_loss(run: Run, x: Tensor, c: Tensor, cfg: TrainConfig) -> Tensor:
+    """The task's loss on one minibatch: the CFG diffusion loss, or the (noisy) classifier's cross-entropy."""
+    if run.kind == "diffusion":
+        return diffusion_loss(run.model, x, c, cfg.p_uncond, run.gen)
+    if run.kind == "noisy-classifier":
+        u = torch.rand(cfg.batch, device=run.dev, generator=run.gen)
+        logsnr = logsnr_schedule_cosine(u)
+        z = diffuse(x, logsnr, torch.randn(x.shape, device=run.dev, generator=run.gen))
+        return F.cross_entropy(run.model(z, logsnr), c)
+    return F.cross_entropy(run.model(x), c, label_smoothing=0.05)
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, step: int, decay: float) -> None:
+    """EMA of the weights with the usual warm-up, min(decay, (1 + step) / (10 + step)); buffers copied."""
+    d = min(decay, (1 + step) / (10 + step))
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm, 1.0 - d)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.copy_(bm)
+
+
+def train_step(run: Run, cfg: TrainConfig) -> Tensor:
+    """One optimiser step; returns the minibatch's loss (a tensor: reading it syncs a GPU, so only when logging)."""
+    # 1. Sample a minibatch (optionally class-balanced), with the optional shift and flip augmentations.
+    idx = sample_indices(run.y, cfg.batch, cfg.balanced, run.gen)
+    x, c = random_shift(run.x[idx], cfg.augment_shift, run.gen), run.y[idx]
+    x = random_flip(x, c, cfg.flip_classes, run.gen)
+    for g in run.opt.param_groups:
+        g["lr"] = _lr_at(run.step, cfg)
+    # 2. The task's loss; 3. a gradient step with clipping, then the EMA update.
+    loss = task_loss(run, x, c, cfg)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
+    run.opt.step()
+    ema_update(run.ema, run.model, run.step, cfg.ema_decay)
+    run.step += 1
+    return loss.detach()
+
+
+def train(kind: str, out: Path, cfg: TrainConfig, model_cfg, opts: RunOptions = RunOptions(),
+          guide_for: str | None = None) -> dict | None:
+    """Train one model and write its EMA weights to out.{safetensors,json}; returns the JSON record (None when stopped
+    at opts.stop_at). guide_for: this diffusion model is autoguidance's weaker model for that model (its card says so)."""
+    from tqdm import tqdm
+
+    run = start_run(kind, out, cfg, model_cfg, opts)
+    first_step, loss_avg = run.step, None
     t0 = last_ckpt = time.time()
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {kind}", mininterval=5)
-    loss_avg = None
-    while step < cfg.steps:
-        # 1. Sample a minibatch (optionally class-balanced), with the optional shift and flip augmentations.
-        idx = sample_indices(y_train, cfg.batch, cfg.balanced, gen)
-        x, c = random_shift(x_train[idx], cfg.augment_shift, gen), y_train[idx]
-        x = random_flip(x, c, cfg.flip_classes, gen)
-        for g in opt.param_groups:
-            g["lr"] = _lr_at(step, cfg)
-        # 2. The task's loss.
-        if kind == "diffusion":
-            loss = diffusion_loss(model, x, c, cfg.p_uncond, gen)
-        elif kind == "noisy-classifier":
-            u = torch.rand(cfg.batch, device=dev, generator=gen)
-            logsnr = logsnr_schedule_cosine(u)
-            z = diffuse(x, logsnr, torch.randn(x.shape, device=dev, generator=gen))
-            loss = F.cross_entropy(model(z, logsnr), c)
-        else:
-            loss = F.cross_entropy(model(x), c, label_smoothing=0.05)
-        # 3. Gradient step with clipping, then the EMA update.
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1.0 - decay)
-            for be, bm in zip(ema.buffers(), model.buffers()):
-                be.copy_(bm)
-        step += 1
-        bar.update(1)
-        # 4. Log and checkpoint.
-        if step % log_every == 0:
-            lv = loss.item()
-            loss_avg = lv if loss_avg is None else 0.9 * loss_avg + 0.1 * lv
-            bar.set_postfix(loss=f"{loss_avg:.4f}")
-            log.write(json.dumps({"step": step, "loss": lv, "loss_ema": loss_avg, "lr": _lr_at(step, cfg), "t": time.time() - t0}) + "\n")
-            log.flush()
-        if time.time() - last_ckpt > ckpt_minutes * 60 or step in (cfg.steps, stop_at):
-            _save_ckpt(ckpt, step, model, ema, opt, gen)
-            last_ckpt = time.time()
-        if step == stop_at:
-            bar.close()
-            log.write(json.dumps({"stopped_at": step, "steps_this_run": step - first_step}) + "\n")
-            return None
-    bar.close()
-    seconds = time.time() - t0
-    report = {"train_seconds_this_run": round(seconds, 1), "steps_this_run": step - first_step, "device": str(dev),
-              "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-              "torch": torch.__version__, "final_loss_ema": loss_avg, "train": asdict(cfg)}
-    ema = ema.cpu()
-    if kind != "diffusion":
-        report.update(evaluate_classifier(ema, x_held, y_held, noisy=(kind == "noisy-classifier")))
-    # A diffusion model's sidecar is its model card (core.registry): the stem's name is the model's name.
-    card = card_fields(cfg.dataset, Path(out).name) if kind == "diffusion" else {}
+    bar = tqdm(total=cfg.steps, initial=run.step, desc=f"train {kind}", mininterval=5)
+    with open(run.ckpt.parent / "train.log", "a") as log:
+        while run.step < cfg.steps:
+            loss = train_step(run, cfg)
+            bar.update(1)
+            # 4. Log and checkpoint.
+            if run.step % opts.log_every == 0:
+                loss = loss.item()
+                loss_avg = loss if loss_avg is None else 0.9 * loss_avg + 0.1 * loss
+                bar.set_postfix(loss=f"{loss_avg:.4f}")
+                log.write(json.dumps({"step": run.step, "loss": loss, "loss_ema": loss_avg,
+                                      "lr": _lr_at(run.step, cfg), "t": time.time() - t0}) + "\n")
+                log.flush()
+            if time.time() - last_ckpt > opts.ckpt_minutes * 60 or run.step in (cfg.steps, opts.stop_at):
+                _save_ckpt(run.ckpt, run.step, run.model, run.ema, run.opt, run.gen)
+                last_ckpt = time.time()
+            if run.step == opts.stop_at:
+                bar.close()
+                log.write(json.dumps({"stopped_at": run.step, "steps_this_run": run.step - first_step}) + "\n")
+                return None
+        bar.close()
+        report = {"train_seconds_this_run": round(time.time() - t0, 1), "steps_this_run": run.step - first_step,
+                  "device": str(run.dev), "final_loss_ema": loss_avg}
+        record = finish_run(run, out, cfg, report, guide_for)
+        log.write(json.dumps({"done": True, **{k: v for k, v in record.items()
+                                               if k in report or k.startswith("heldout_")}}) + "\n")
+    return record
+
+
+def finish_run(run: Run, out: Path, cfg: TrainConfig, report: dict, guide_for: str | None) -> dict:
+    """Write the EMA weights and their record: the run's figures, the config, a classifier's held-out accuracy, and a
+    diffusion model's card (the stem's name is the model's name, core.registry)."""
+    dev = run.dev
+    report = {**report, "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+              "torch": torch.__version__, "train": asdict(cfg)}
+    ema = run.ema.cpu()
+    if run.kind != "diffusion":
+        x_held, y_held = load_split("heldout", cfg.dataset)
+        report.update(evaluate_classifier(ema, x_held, y_held, noisy=(run.kind == "noisy-classifier")))
+    card = card_fields(cfg.dataset, Path(out).name) if run.kind == "diffusion" else {}
     if guide_for:  # autoguidance's weaker model: a companion of that model, not a model of its own in the registry
         card["guide_for"] = guide_for
-    record = save_model(ema, out, "unet" if kind == "diffusion" else "classifier", {**card, **report})
-    log.write(json.dumps({"done": True, **{k: v for k, v in report.items() if k != "train"}}) + "\n")
-    return record
+    return save_model(ema, out, "unet" if run.kind == "diffusion" else "classifier", {**card, **report})
 
 
 @torch.inference_mode()
@@ -289,7 +341,8 @@ def main(argv: list[str] | None = None) -> None:
                                 **shape)
         tcfg = TrainConfig(a.task, a.steps, a.batch, a.lr or 2e-3, p_uncond=0.0, seed=a.seed, augment_shift=2,
                            ema_decay=0.995, dataset=a.dataset, flip_classes=tuple(a.flip_classes), balanced=a.balanced)
-    rec = train(a.task, a.out, tcfg, mcfg, a.device, a.resume, a.ckpt_minutes, stop_at=a.stop_at, guide_for=a.guide_for)
+    rec = train(a.task, a.out, tcfg, mcfg, RunOptions(a.device, a.resume, a.ckpt_minutes, stop_at=a.stop_at),
+                guide_for=a.guide_for)
     if rec is None:
         print(f"stopped after step {a.stop_at}; continue with --resume")
         return

@@ -6,6 +6,7 @@ the positional API calls of the one-model app keep working. They are testable wi
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Iterator
 
 import gradio as gr
@@ -21,7 +22,8 @@ from core.images import grid_image
 from core.metrics import class_balanced_accuracy, colour_stats, per_class_accuracy
 from core.noise import NoiseConfig
 from core.registry import DEFAULT_MODEL, ModelCard
-from core.sampling import generate, generate_classifier_guided, generate_with_raw_x, sampling_logsnrs
+from core.sampling import (DEFAULT_V, SamplerConfig, generate, generate_classifier_guided, generate_with_raw_x,
+                           sampling_logsnrs)
 from core.sweep import SweepConfig, SweepPoint, SweepUpdate, sweep_stream, write_csv
 from demo import plots, texts
 from demo.runtime import ModelSlot, Runtime
@@ -62,10 +64,21 @@ def _nfe(ws: list[float], steps: int) -> int:
     return steps * (2 if any(w != 0 for w in ws) else 1)
 
 
-def _sample(slot: ModelSlot, seeds, labels, ws, steps, sampler, v=0.3, noise=NoiseConfig(), opts=GuidanceOptions(),
+def _sampling(sampler, steps, v=DEFAULT_V, opts: GuidanceOptions = GuidanceOptions()) -> SamplerConfig:
+    """The validated sampling request of a handler's sampler, steps T and v inputs."""
+    return SamplerConfig(check_sampler(sampler), check_steps(steps), check_v(v), opts=opts)
+
+
+def _seeds(seed_start, n: int) -> list[int]:
+    """The validated seeds s0, …, s0 + n − 1 of a handler's first-seed input (n already checked)."""
+    s0 = check_seed(seed_start)
+    return list(range(s0, s0 + n))
+
+
+def _sample(slot: ModelSlot, seeds, labels, ws, sampling: SamplerConfig, noise=NoiseConfig(),
             callback=None) -> torch.Tensor:
     with slot.lock:
-        return generate(slot.pipe.model, seeds, labels, ws, steps, sampler, v, noise, opts, callback=callback)
+        return generate(slot.pipe.model, seeds, labels, ws, sampling, noise, callback=callback)
 
 
 def _info(what: str, n_samples: int, nfe: int, seconds: float) -> str:
@@ -120,18 +133,17 @@ def guidance_grid(rt: Runtime, mode: str, cls, w_list, n_seeds, seed_start, samp
     slot = _slot(rt, model)
     ws = parse_w_list(w_list)
     n = check_n_seeds(n_seeds)
-    s0 = check_seed(seed_start)
-    sampler, v, steps = check_sampler(sampler), check_v(v), check_steps(steps)
+    seeds = _seeds(seed_start, n)
+    sc = _sampling(sampler, steps, v)
     check_grid_size(len(ws), n)
-    seeds = list(range(s0, s0 + n))
     labels = class_labels(mode, cls, seeds, slot.card)
     t = time.perf_counter()
-    x = _sample(slot, seeds, labels, ws, steps, sampler, v)
+    x = _sample(slot, seeds, labels, ws, sc)
     dt = time.perf_counter() - t
     imgs = _u8(x).swapaxes(0, 1)  # (seeds, ws, H, W[, 3])
     img = grid_image(imgs, 3, [f"seed {s}: {_cls_label(slot.card, c)}" for s, c in zip(seeds, labels)],
                      [_w_label(w) for w in ws])
-    return img, _info(f"{sampler}, T={steps}", len(ws) * n, _nfe(ws, steps), dt)
+    return img, _info(f"{sc.sampler}, T={sc.steps}", len(ws) * n, _nfe(ws, sc.steps), dt)
 
 
 def slider_row(rt: Runtime, w, cls, seed_start, sampler: str, steps, model=DEFAULT_MODEL) -> tuple[Image.Image, str]:
@@ -139,14 +151,12 @@ def slider_row(rt: Runtime, w, cls, seed_start, sampler: str, steps, model=DEFAU
     slot = _slot(rt, model)
     w = check_w(w)
     c = check_class(cls, slot.card.num_classes)
-    s0 = check_seed(seed_start)
-    sampler, steps = check_sampler(sampler), check_steps(steps)
-    seeds = list(range(s0, s0 + ROW_SEEDS))
+    seeds, sc = _seeds(seed_start, ROW_SEEDS), _sampling(sampler, steps)
     t = time.perf_counter()
-    x = _sample(slot, seeds, [c] * ROW_SEEDS, [w], steps, sampler)
+    x = _sample(slot, seeds, [c] * ROW_SEEDS, [w], sc)
     dt = time.perf_counter() - t
     img = grid_image(_u8(x), 3)
-    return img, _info(f"w = {w:g}, s = 1+w = {1 + w:g}, {sampler} T={steps}", ROW_SEEDS, _nfe([w], steps), dt)
+    return img, _info(f"w = {w:g}, s = 1+w = {1 + w:g}, {sc.sampler} T={sc.steps}", ROW_SEEDS, _nfe([w], sc.steps), dt)
 
 
 def s_of_w(w) -> str:
@@ -160,9 +170,8 @@ def scrub_strip(rt: Runtime, cls, seed_start, sampler: str, steps, model=DEFAULT
     """A dense same-seed strip over SCRUB_WS, as one sprite sheet the browser scrubs through with no round trip."""
     slot = _slot(rt, model)
     c = check_class(cls, slot.card.num_classes)
-    s0 = check_seed(seed_start)
-    sampler, steps = check_sampler(sampler), check_steps(steps)
-    seeds = list(range(s0, s0 + ROW_SEEDS))
+    seeds, sc = _seeds(seed_start, ROW_SEEDS), _sampling(sampler, steps)
+    steps = sc.steps
     progress(0, desc=f"sampling {len(SCRUB_WS)} w values × {ROW_SEEDS} seeds in one batched run")
     lams = sampling_logsnrs(steps, *slot.card.logsnr_range)
 
@@ -170,11 +179,11 @@ def scrub_strip(rt: Runtime, cls, seed_start, sampler: str, steps, model=DEFAULT
         progress((i + 1) / steps, desc=f"step {i + 1}/{steps} (λ = {lams[i]:.2f})")
 
     t = time.perf_counter()
-    x = _sample(slot, seeds, [c] * ROW_SEEDS, SCRUB_WS, steps, sampler, callback=cb)
+    x = _sample(slot, seeds, [c] * ROW_SEEDS, SCRUB_WS, sc, callback=cb)
     dt = time.perf_counter() - t
     sheet = grid_image(_u8(x), 3, pad=2)  # row j is the strip's frame at SCRUB_WS[j]
     html = plots.sprite_html(sheet, SCRUB_WS, row_h=slot.card.image_size * 3 + 2)
-    return html, _info(f"scrub strip ready: drag the slider ({sampler} T={steps})", len(SCRUB_WS) * ROW_SEEDS,
+    return html, _info(f"scrub strip ready: drag the slider ({sc.sampler} T={steps})", len(SCRUB_WS) * ROW_SEEDS,
                        _nfe(SCRUB_WS, steps), dt)
 
 
@@ -191,7 +200,7 @@ def _trajectory(slot: ModelSlot, c: int, seed: int, w: float, steps: int, sample
         for k, t in (("z", z), ("x", x_raw), ("eps_c", eps_c), ("eps_u", eps_u)):
             traj[k].append(t[:1].float().cpu().clone())
 
-    _sample(slot, [seed], [c], [w], steps, sampler, opts=GuidanceOptions(always_uncond=True), callback=cb)
+    _sample(slot, [seed], [c], [w], SamplerConfig(sampler, steps, opts=GuidanceOptions(always_uncond=True)), callback=cb)
     slot.trajectories[key] = traj
     while len(slot.trajectories) > TRAJECTORY_CACHE:
         slot.trajectories.pop(next(iter(slot.trajectories)))
@@ -238,7 +247,7 @@ def trajectory_animation(rt: Runtime, cls, seed, w_list, steps, sampler: str, mo
         frames.append(to_uint8(x_raw.clamp(-1, 1)))
 
     t = time.perf_counter()
-    x = _sample(slot, [seed], [c], ws, steps, sampler, callback=cb)
+    x = _sample(slot, [seed], [c], ws, SamplerConfig(sampler, steps), callback=cb)
     frames.append(_u8(x)[:, 0])
     dt = time.perf_counter() - t
     pil = [grid_image(f[None], 4, col_labels=[_w_label(w) for w in ws]) for f in frames]
@@ -283,30 +292,30 @@ def truncation_compare(rt: Runtime, cls, seed_start, n_seeds, thresholds_text, t
                        model=DEFAULT_MODEL) -> tuple[Image.Image, str]:
     """BigGAN truncation of the initial noise and a lower noise temperature, next to CFG, on the same seeds."""
     slot = _slot(rt, model)
-    c, s0, n = check_class(cls, slot.card.num_classes), check_seed(seed_start), check_n_seeds(n_seeds)
+    c, n = check_class(cls, slot.card.num_classes), check_n_seeds(n_seeds)
+    seeds = _seeds(seed_start, n)
     items = split_list(thresholds_text)
     if not items:
         raise gr.Error("give at least one truncation threshold, e.g. 2, 1, 0.5, 0.04")
     thr = [check_threshold(t) for t in items[:6]]
     temp = check_unit(temperature, "noise temperature") if temperature is not None else 1.0
     ws = parse_w_list(w_list, max_values=6)
-    steps, sampler = check_steps(steps), check_sampler(sampler)
+    sc = _sampling(sampler, steps)
     check_grid_size(len(thr) + 1 + len(ws), n)
-    seeds = list(range(s0, s0 + n))
     labels = [c] * n
     t = time.perf_counter()
     rows, names = [], []
     for th in thr:
-        rows.append(_sample(slot, seeds, labels, [0.0], steps, sampler, noise=NoiseConfig(truncation=th))[0])
+        rows.append(_sample(slot, seeds, labels, [0.0], sc, noise=NoiseConfig(truncation=th))[0])
         names.append(f"truncate |z|<={th:g}")
-    rows.append(_sample(slot, seeds, labels, [0.0], steps, sampler,
+    rows.append(_sample(slot, seeds, labels, [0.0], sc,
                         noise=NoiseConfig(temperature=temp, step_temperature=temp))[0])
     names.append(f"temperature {temp:g}")
-    rows.extend(_sample(slot, seeds, labels, ws, steps, sampler))
+    rows.extend(_sample(slot, seeds, labels, ws, sc))
     names += [f"CFG {_w_label(w)}" for w in ws]
     dt = time.perf_counter() - t
     img = grid_image(_u8(torch.stack(rows)), 3, names)
-    return img, _info("truncation / temperature (w = 0) vs CFG, same seeds", len(rows) * n, steps * 2, dt)
+    return img, _info("truncation / temperature (w = 0) vs CFG, same seeds", len(rows) * n, _nfe(ws, sc.steps), dt)
 
 
 def live_tradeoff(rt: Runtime, n, steps, sampler: str, model=DEFAULT_MODEL, progress=gr.Progress()):
@@ -367,20 +376,19 @@ def classifier_vs_cfg(rt: Runtime, cls, seed_start, n_seeds, scales_text, steps,
     """Noisy-classifier guidance at several scales (on ε(z,c) and on ε(z)) next to CFG; confidence of both classifiers."""
     slot = _slot(rt, model)
     card, p = slot.card, slot.pipe
-    c, s0, n = check_class(cls, card.num_classes), check_seed(seed_start), check_n_seeds(n_seeds)
+    c, n = check_class(cls, card.num_classes), check_n_seeds(n_seeds)
+    seeds = _seeds(seed_start, n)
     scales = parse_w_list(scales_text, max_values=5)
-    steps, sampler = check_steps(steps), check_sampler(sampler)
+    sc = _sampling(sampler, steps)
     check_grid_size(3 * len(scales), n)
-    seeds = list(range(s0, s0 + n))
     lp = classifier_log_prob(p.noisy_classifier)
     rows, names = [], []
     t = time.perf_counter()
     with slot.lock:
         for guide_uncond in (False, True):
-            rows.extend(generate_classifier_guided(p.model, lp, seeds, [c] * n, scales, steps, sampler,
-                                                   guide_uncond=guide_uncond))
+            rows.extend(generate_classifier_guided(p.model, lp, seeds, [c] * n, scales, sc, guide_uncond=guide_uncond))
             names += [f"CG on {'eps(z)' if guide_uncond else 'eps(z,c)'} w={s:g}" for s in scales]
-        rows.extend(generate(p.model, seeds, [c] * n, scales, steps, sampler))
+        rows.extend(generate(p.model, seeds, [c] * n, scales, sc))
     names += [f"CFG {_w_label(s)}" for s in scales]
     dt = time.perf_counter() - t
     x_all = torch.stack(rows)  # (R, n, C, H, W)
@@ -392,7 +400,7 @@ def classifier_vs_cfg(rt: Runtime, cls, seed_start, n_seeds, scales_text, steps,
     p_metric = torch.from_numpy(probs[:, c]).reshape(len(rows), n).mean(1)
     fig = plots.confidence_figure(names, p_guide.cpu().numpy(), p_metric.numpy())
     img = grid_image(_u8(x_all), 3, names)
-    return img, fig, _info("classifier guidance vs CFG", len(rows) * n, steps * 2, dt)
+    return img, fig, _info("classifier guidance vs CFG", len(rows) * n, _nfe(scales, sc.steps), dt)
 
 
 # ---------------------------------------------------------------- tab 5: saturation lab
@@ -402,20 +410,20 @@ def saturation_lab(rt: Runtime, cls, seed_start, n_seeds, w_list, dyn_threshold:
     """Per w: samples without and with the chosen remedies, the histogram of x̂ before clipping, the saturated fraction,
     and for a colour model the colour metrics over w and a hue–saturation scatter of the pixels."""
     slot = _slot(rt, model)
-    c, s0, n = check_class(cls, slot.card.num_classes), check_seed(seed_start), check_n_seeds(n_seeds)
+    c, n = check_class(cls, slot.card.num_classes), check_n_seeds(n_seeds)
+    seeds = _seeds(seed_start, n)
     ws = parse_w_list(w_list, max_values=8)
     phi = check_unit(rescale_phi, "CFG-rescale φ")
-    steps, sampler = check_steps(steps), check_sampler(sampler)
+    sc = _sampling(sampler, steps)
     check_grid_size(2 * len(ws), n)
     opts = GuidanceOptions(dynamic_threshold=DYNAMIC_THRESHOLD_P if dyn_threshold else None, rescale_phi=phi,
                            interval=GUIDANCE_INTERVAL if use_interval else None)
     remedy = any([dyn_threshold, phi > 0, use_interval])
-    seeds = list(range(s0, s0 + n))
     t = time.perf_counter()
     with slot.lock:
         m = slot.pipe.model
-        img_raw, raw = generate_with_raw_x(m, seeds, [c] * n, ws, steps, sampler)
-        img_fix, fixed = generate_with_raw_x(m, seeds, [c] * n, ws, steps, sampler, opts=opts) if remedy else (img_raw, raw)
+        img_raw, raw = generate_with_raw_x(m, seeds, [c] * n, ws, sc)
+        img_fix, fixed = generate_with_raw_x(m, seeds, [c] * n, ws, replace(sc, opts=opts)) if remedy else (img_raw, raw)
     dt = time.perf_counter() - t
     names = [_w_label(w) for w in ws]
     rows = [img_raw[j] for j in range(len(ws))]
@@ -430,7 +438,7 @@ def saturation_lab(rt: Runtime, cls, seed_start, n_seeds, w_list, dyn_threshold:
     sat_fix = (fixed.abs() > 1.0).float().mean(dim=(1, 2, 3, 4)).numpy()
     hist = plots.histogram_figure(ws, raw.numpy(), fixed.numpy() if remedy else None)
     curve = plots.saturation_figure(ws, sat_raw, sat_fix if remedy else None)
-    info = _info("last-step x̂ before clipping", len(rows) * n, _nfe(ws, steps), dt) + " · saturated (|x̂|>1): " + ", ".join(
+    info = _info("last-step x̂ before clipping", len(rows) * n, _nfe(ws, sc.steps), dt) + " · saturated (|x̂|>1): " + ", ".join(
         f"w={w:g}: {100 * s:.1f} %" for w, s in zip(ws, sat_raw))
     colour, scatter = _colour_figures(slot, ws, _u8(img_raw), _u8(img_fix) if remedy else None)
     return img, hist, curve, info, colour, scatter
@@ -563,17 +571,18 @@ def beyond_cfg(rt: Runtime, methods, cls, seed_start, n_seeds, w_list, cfgpp_sca
     """Rows = method × w on the same seeds (DDIM, which CFG++ needs); per row the class accuracy and saturation."""
     slot = _slot(rt, model)
     chosen = _method_options(slot, methods, apg_eta, apg_r, apg_beta, apg_clip)
-    c, s0, n = check_class(cls, slot.card.num_classes), check_seed(seed_start), check_n_seeds(n_seeds)
-    ws, pp = parse_w_list(w_list, max_values=6), parse_scale_list(cfgpp_scales, "CFG++ scale")
-    steps = check_steps(steps)
+    c, n = check_class(cls, slot.card.num_classes), check_n_seeds(n_seeds)
+    seeds, labels = _seeds(seed_start, n), [c] * n
+    scaled = next(m for m in METHOD_TABLE if m.w_range)  # CFG++: its scale in [0, 1] has its own list
+    ws, pp = parse_w_list(w_list, max_values=6), parse_scale_list(cfgpp_scales, f"{scaled.label} {scaled.weight}")
+    sc = _sampling("ddim", steps)  # DDIM for every method: CFG++ is defined for DDIM only
     check_grid_size(sum(len(pp) if o.spec.w_range else len(ws) for _, o in chosen), n)
-    seeds, labels = list(range(s0, s0 + n)), [c] * n
     rows, names, stats = [], [], {}
     t = time.perf_counter()
     for name, opts in chosen:
-        grid_ws = pp if opts.spec.w_range else ws  # CFG++'s scale in [0, 1] has its own list
+        grid_ws = pp if opts.spec.w_range else ws
         with slot.lock:
-            x = generate(slot.pipe.model, seeds, labels, grid_ws, steps, "ddim", opts=opts,
+            x = generate(slot.pipe.model, seeds, labels, grid_ws, replace(sc, opts=opts),
                          guide_model=slot.pipe.guide_for(opts.method))
         for w, xj in zip(grid_ws, x):
             rows.append(xj)
@@ -588,8 +597,8 @@ def beyond_cfg(rt: Runtime, methods, cls, seed_start, n_seeds, w_list, cfgpp_sca
     table = "  \n".join(f"**{m}**: " + ", ".join(f"{method(METHOD_KEYS[m]).weight_text(w)}: accuracy {100 * a:.0f} %, "
                                                    f"{'saturation' if colour else 'clipped'} {sat:.3f}" for w, a, sat in v)
                          for m, v in stats.items())
-    return img, fig, _info("DDIM for every method (CFG++ is defined for DDIM only)", len(rows) * n, 2 * steps, dt) + \
-        "  \n" + table
+    return img, fig, _info(f"DDIM for every method ({scaled.label} is defined for DDIM only)", len(rows) * n,
+                           sc.nfe, dt) + "  \n" + table
 
 
 def beyond_plane(rt: Runtime, n, steps, methods, apg_eta, apg_r, apg_beta, model=DEFAULT_MODEL, apg_clip=False,

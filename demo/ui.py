@@ -11,13 +11,13 @@ from pathlib import Path
 import gradio as gr
 
 from core.guidance import GUIDANCE_INTERVAL, RESCALE_PHI, APGParams
-from core.sampling import SAMPLERS
+from core.sampling import DEFAULT_V, SAMPLERS
 from demo import handlers as H
 from demo import plots, texts
 from demo.components import CheckboxGroup, Dropdown, Number, Radio, Slider
 from core.registry import ModelCard
 from demo.runtime import Runtime
-from demo.validate import MAX_STEPS
+from demo.validate import MAX_STEPS, W_MAX, W_MIN
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,7 +110,7 @@ def _sweep_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
     with gr.Row():
         n_seeds = Slider(1, 16, value=6, step=1, label="seeds (rows)")
         seed0 = Number(0, precision=0, label="first seed")
-        v = Slider(0, 1, value=0.3, step=0.05, label="v (ancestral variance interpolation)")
+        v = Slider(0, 1, value=DEFAULT_V, step=0.05, label="v (ancestral variance interpolation)")
     sampler, steps = _sampler_steps()
     go_btn = gr.Button("Generate grid", variant="primary", elem_id="generate-grid")
     grid = _samples("rows: seeds · columns: w", "grid-image")
@@ -118,17 +118,17 @@ def _sweep_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
     inputs = [mode, cls, w_list, n_seeds, seed0, sampler, v, steps, model]
     go_btn.click(_bind(rt, H.guidance_grid), inputs, [grid, grid_info], api_name="guidance_grid")
     _presets(rt, H.guidance_grid, [
-        ("class 7, w = 0, 1, 3, DDIM T = 10", ["single class", 7, "0, 1, 3", 6, 0, "ddim", 0.3, 10, rt.default]),
+        ("class 7, w = 0, 1, 3, DDIM T = 10", ["single class", 7, "0, 1, 3", 6, 0, "ddim", DEFAULT_V, 10, rt.default]),
         ("random classes, w = 0, 1, 3, DDIM T = 10",
-         ["random classes", 0, "0, 1, 3", 6, 0, "ddim", 0.3, 10, rt.default])],
+         ["random classes", 0, "0, 1, 3", 6, 0, "ddim", DEFAULT_V, 10, rt.default])],
         inputs, [grid, grid_info], model, "Figure 3: w = 0 / 1 / 3", "preset-figure3")
     colour = _colour_model(rt)
     if colour is not None:
         _presets(rt, H.guidance_grid, [("random classes, w = 0 and 3, ancestral T = 64",
-                                        ["random classes", 0, "0, 3", 9, 0, "ancestral", 0.3, 64, colour])],
+                                        ["random classes", 0, "0, 3", 9, 0, "ancestral", DEFAULT_V, 64, colour])],
                  inputs, [grid, grid_info], model, "Figure 4: colour at w = 0 vs w = 3", "preset-figure4")
     gr.Markdown(texts.SCRUB, latex_delimiters=texts.LATEX)
-    w_slider = Slider(-1, 20, value=0, step=0.05, label="w (s = 1 + w)", elem_id="w-slider")
+    w_slider = Slider(W_MIN, W_MAX, value=0, step=0.05, label="w (s = 1 + w)", elem_id="w-slider")
     s_view = gr.Markdown("s = 1 + w = 1")
     row = _samples("8 same-seed samples at this w", "row-image")
     row_info = gr.Markdown()
@@ -148,7 +148,7 @@ def _inside_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
     with gr.Row():
         cls = _class(card, 4, classes)
         seed = Number(0, precision=0, label="seed")
-        w = Slider(-1, 20, value=2, step=0.1, label="w")
+        w = Slider(W_MIN, W_MAX, value=2, step=0.1, label="w")
         steps = Slider(2, 64, value=H.INSIDE_STEPS, step=1, label="steps T")
         sampler = Radio(list(SAMPLERS), value="ddim", label="sampler")
     step = Slider(0, H.INSIDE_STEPS - 1, value=H.INSIDE_STEP, step=1, label="step i (0 = pure noise, T − 1 = the last)",

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -32,7 +34,7 @@ from core.guidance import classifier_log_prob
 from core.metrics import classifier_features
 from core.noise import NoiseConfig, SeededNoise
 from core.pipeline import load_pipeline
-from core.sampling import generate, generate_classifier_guided
+from core.sampling import SamplerConfig, generate, generate_classifier_guided
 
 SMALL = os.environ.get("SMALL", "0") == "1"
 N_SEEDS = 4 if SMALL else 8
@@ -75,9 +77,11 @@ seeds = list(range(N_SEEDS))
 labels = [2] * N_SEEDS
 rows, names = [], []
 for thr in [2.0, 1.0, 0.5, 0.04]:
-    rows.append(generate(pipe.model, seeds, labels, [0.0], STEPS, "ancestral", noise_cfg=NoiseConfig(truncation=thr))[0])
+    rows.append(generate(pipe.model, seeds, labels, [0.0], SamplerConfig("ancestral", STEPS),
+                         NoiseConfig(truncation=thr))[0])
     names.append(f"|z| ≤ {thr}")
-rows.append(generate(pipe.model, seeds, labels, [0.0], STEPS, "ancestral", noise_cfg=NoiseConfig(temperature=0.6, step_temperature=0.6))[0])
+rows.append(generate(pipe.model, seeds, labels, [0.0], SamplerConfig("ancestral", STEPS),
+                     NoiseConfig(temperature=0.6, step_temperature=0.6))[0])
 names.append("temperature 0.6")
 show(rows, names, "Truncation / temperature (w = 0), same seeds")
 
@@ -91,7 +95,7 @@ show(rows, names, "Truncation / temperature (w = 0), same seeds")
 # %%
 lp = classifier_log_prob(pipe.noisy_classifier)
 scales = [0.0, 1.0, 3.0, 10.0]
-rows = list(generate_classifier_guided(pipe.model, lp, seeds, labels, scales, STEPS, "ddim"))
+rows = list(generate_classifier_guided(pipe.model, lp, seeds, labels, scales, SamplerConfig("ddim", STEPS)))
 show(rows, [f"CG w={w:g}" for w in scales], "Classifier guidance: ε − w σ ∇ log p_φ(c|z)")
 
 # %% [markdown]

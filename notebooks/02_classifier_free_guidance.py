@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -31,7 +33,7 @@ from core.diffusion import alpha_sigma
 from core.guidance import CFGDenoiser, GuidanceOptions, implicit_classifier_grad
 from core.noise import SeededNoise
 from core.pipeline import load_pipeline
-from core.sampling import generate
+from core.sampling import SamplerConfig, generate
 from core.train import diffusion_loss
 from core.unet import UNet, UNetConfig
 
@@ -91,7 +93,7 @@ assert (out.eps - out.eps_cond).abs().max() > 0.1, "guidance should move ε, els
 # %%
 ws = [0.0, 0.5, 1.0, 3.0, 8.0]
 seeds = list(range(6))
-xg = generate(pipe.model, seeds, [s % 10 for s in seeds], ws, STEPS, "ddim")
+xg = generate(pipe.model, seeds, [s % 10 for s in seeds], ws, SamplerConfig("ddim", STEPS))
 imgs = np.stack([to_uint8(xg[j]) for j in range(len(ws))])  # (w, seed, H, W)
 fig, axes = plt.subplots(len(seeds), len(ws), figsize=(1.3 * len(ws), 1.3 * len(seeds)))
 for i in range(len(seeds)):

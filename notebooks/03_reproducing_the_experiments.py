@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -25,7 +27,7 @@ sys.path.insert(0, os.path.abspath(".."))
 import matplotlib.pyplot as plt
 
 from core.pipeline import load_pipeline
-from core.sampling import generate_with_raw_x
+from core.sampling import SamplerConfig, generate_with_raw_x
 from core.sweep import SweepConfig, SweepPoint, sweep_stream
 
 SMALL = os.environ.get("SMALL", "0") == "1"
@@ -84,7 +86,8 @@ plt.tight_layout()
 
 # %%
 ws_sat = [0.0, 1.0, 2.0, 4.0, 8.0]
-_, x_raw = generate_with_raw_x(pipe.model, list(range(16)), [s % 10 for s in range(16)], ws_sat, STEPS, "ddim")
+_, x_raw = generate_with_raw_x(pipe.model, list(range(16)), [s % 10 for s in range(16)], ws_sat,
+                               SamplerConfig("ddim", STEPS))
 sat = (x_raw.abs() > 1).float().mean(dim=(1, 2, 3, 4)).numpy()
 plt.figure(figsize=(5, 3))
 plt.plot(ws_sat, 100 * sat, "o-")

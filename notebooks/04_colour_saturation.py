@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -36,7 +38,7 @@ from core.guidance import REMEDIES
 from core.images import grid_image
 from core.metrics import colour_stats
 from core.pipeline import load_pipeline
-from core.sampling import generate
+from core.sampling import SamplerConfig, generate
 
 SMALL = os.environ.get("SMALL", "0") == "1"
 SEEDS = list(range(9 if SMALL else 36))
@@ -66,7 +68,7 @@ for key, v in data_stats.items():
 # Every row uses the same seeds and labels; only $w$ changes. Colours grow more saturated and shapes simpler.
 
 # %%
-x = generate(pipe.model, SEEDS, labels, WS, STEPS, "ddim")
+x = generate(pipe.model, SEEDS, labels, WS, SamplerConfig("ddim", STEPS))
 u8 = np.stack([to_uint8(xj) for xj in x])
 display(grid_image(u8[:, :9], scale=2, row_labels=[f"w={w:g} s={1 + w:g}" for w in WS],
                    col_labels=[names[k][:6] for k in labels[:9]]))
@@ -119,7 +121,7 @@ plt.show()
 rows, tiles = [], []
 for w in (3.0, 8.0):
     for name, opts in REMEDIES:
-        xr = to_uint8(generate(pipe.model, SEEDS, labels, [w], STEPS, "ddim", opts=opts)[0])
+        xr = to_uint8(generate(pipe.model, SEEDS, labels, [w], SamplerConfig("ddim", STEPS, opts=opts))[0])
         rows.append((w, name, colour_stats(xr)))
         tiles.append(xr[:9])
 display(grid_image(np.stack(tiles), scale=2, row_labels=[f"w={w:g} {n.split(' ')[0]}" for w, n, _ in rows]))

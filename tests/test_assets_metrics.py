@@ -12,7 +12,7 @@ import torch
 from core.checkpoint import ASSETS, WeightsError, load_model, sha256_file
 from core.metrics import (classifier_features, feature_stats, frechet_distance, inception_score, InceptionFeatures,
                           kernel_inception_distance, load_ref_stats)
-from core.sampling import generate
+from core.sampling import SamplerConfig, generate
 from core.sweep import SweepConfig, SweepPoint, chunk_aligned_size, sweep_stream
 
 
@@ -79,14 +79,15 @@ def test_compile_failure_falls_back_to_eager(pipeline, monkeypatch):
     monkeypatch.setattr(torch, "compile", broken_compile)
     state = model.enable_compile()
     assert state.startswith("eager (RuntimeError: no C++ compiler") and model.compiled is None
-    x = generate(model, [0, 1], [3, 4], [1.0], 3)
-    assert torch.equal(x, generate(FixedBatch(pipeline.model.inner, 16), [0, 1], [3, 4], [1.0], 3))  # eager serves
+    x = generate(model, [0, 1], [3, 4], [1.0], SamplerConfig(steps=3))
+    assert torch.equal(x, generate(FixedBatch(pipeline.model.inner, 16), [0, 1], [3, 4], [1.0],
+                                   SamplerConfig(steps=3)))  # eager serves
 
 
 def test_shipped_model_class_accuracy_at_16_steps(pipeline):
     seeds = list(range(100))
     labels = [s % 10 for s in seeds]
-    x = generate(pipeline.model, seeds, labels, [0.0], 16, "ddim")[0]
+    x = generate(pipeline.model, seeds, labels, [0.0], SamplerConfig("ddim", 16))[0]
     _, probs = classifier_features(pipeline.classifier, x)
     acc = (probs.argmax(1) == np.array(labels)).mean()
     assert acc >= 0.85, acc
@@ -207,14 +208,15 @@ def test_chunk_aligned_batch_wastes_no_more_padding(size):
 
 def test_strong_guidance_saturates_and_dynamic_thresholding_fixes_it(pipeline):
     from core.guidance import GuidanceOptions
-    from core.sampling import generate_with_raw_x
+    from core.sampling import SamplerConfig, generate_with_raw_x
 
     seeds = list(range(16))
     labels = [s % 10 for s in seeds]
-    _, raw = generate_with_raw_x(pipeline.model, seeds, labels, [0.0, 8.0], 10)
+    _, raw = generate_with_raw_x(pipeline.model, seeds, labels, [0.0, 8.0], SamplerConfig(steps=10))
     sat = (raw.abs() > 1).float().mean(dim=(1, 2, 3, 4))
     assert sat[1] > sat[0] + 0.03  # more pixels overshoot [−1, 1] at w = 8
-    _, fixed = generate_with_raw_x(pipeline.model, seeds, labels, [8.0], 10, opts=GuidanceOptions(dynamic_threshold=0.995))
+    _, fixed = generate_with_raw_x(pipeline.model, seeds, labels, [8.0],
+                                   SamplerConfig(steps=10, opts=GuidanceOptions(dynamic_threshold=0.995)))
     assert (fixed.abs() > 1).float().mean() < 0.01
 
 

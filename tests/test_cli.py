@@ -13,7 +13,7 @@ from torch import Tensor
 from core.data import load_split, to_uint8
 from core.metrics import InceptionFeatures, feature_stats
 from core.noise import NoiseConfig
-from core.sampling import generate
+from core.sampling import SamplerConfig, generate
 from core.sweep import CSV_FIELDS, SweepConfig, SweepPoint, sweep_stream
 
 METRICS = ["FID", "IS", "IS_std", "KID", "KID_std"]
@@ -44,7 +44,8 @@ def test_sample_cli_writes_png_and_npz(tmp_path, pipeline):
     main(["--classes", "3", "7", "1", "--w", "0", "2", "--seeds", "4-6", "--steps", "3", "--sampler", "ancestral",
           "--v", "0.5", "--truncation", "1.5", "--temperature", "0.9", "--out", str(png), "--npz", str(npz),
           "--device", "cpu"])
-    x = generate(pipeline.model, [4, 5, 6], [3, 7, 1], [0.0, 2.0], 3, "ancestral", 0.5, NoiseConfig(1.5, 0.9))
+    x = generate(pipeline.model, [4, 5, 6], [3, 7, 1], [0.0, 2.0], SamplerConfig("ancestral", 3, v=0.5),
+                 NoiseConfig(1.5, 0.9))
     want = to_uint8(x.reshape(-1, *x.shape[2:])).reshape(2, 3, 28, 28)
     im = Image.open(png)
     assert im.format == "PNG" and im.size[0] > 3 * 28 * 3
@@ -136,7 +137,7 @@ def test_sample_and_sweep_clis_take_a_guidance_method(tmp_path, pipeline):
                  "apg", "--apg-eta", "0.5", "--apg-r", "3", "--apg-beta", "-0.5", "--out", str(tmp_path / "a.png"),
                  "--npz", str(npz), "--device", "cpu"])
     opts = GuidanceOptions(method="apg", apg=APGParams(0.5, 3.0, -0.5))
-    x = generate(pipeline.model, [1, 2], [2, 2], [0.0, 4.0], 3, "ddim", opts=opts)
+    x = generate(pipeline.model, [1, 2], [2, 2], [0.0, 4.0], SamplerConfig("ddim", 3, opts=opts))
     with np.load(npz) as f:
         assert np.array_equal(f["images"], to_uint8(x.reshape(-1, *x.shape[2:])).reshape(2, 2, 28, 28))
         assert str(f["method"]) == "apg" and (float(f["apg_eta"]), float(f["apg_r"]), float(f["apg_beta"])) == (0.5, 3, -0.5)
@@ -155,7 +156,8 @@ def test_sample_and_sweep_clis_take_a_guidance_method(tmp_path, pipeline):
     else:  # the shipped weaker model: the CLI's pixels are generate()'s with it as the guide
         sample_main(["--method", "autoguidance", "--classes", "5", "--w", "1", "--seeds", "0-1", "--steps", "3",
                      "--sampler", "ddim", "--out", str(tmp_path / "b.png"), "--npz", str(npz), "--device", "cpu"])
-        x = generate(pipeline.model, [0, 1], [5, 5], [1.0], 3, "ddim", opts=GuidanceOptions(method="autoguidance"),
+        x = generate(pipeline.model, [0, 1], [5, 5], [1.0],
+                     SamplerConfig("ddim", 3, opts=GuidanceOptions(method="autoguidance")),
                      guide_model=pipeline.guide)
         with np.load(npz) as f:
             assert np.array_equal(f["images"], to_uint8(x.reshape(-1, *x.shape[2:])).reshape(1, 2, 28, 28))

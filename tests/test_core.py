@@ -9,7 +9,8 @@ from core.diffusion import (LOGSNR_MAX, LOGSNR_MIN, alpha_sigma, diffuse, eps_fr
 from core.guidance import (EpsOut, GuidanceOptions, cfg_combine, CFGDenoiser, classifier_grad,
                            classifier_guided_denoiser, dynamic_threshold_x, implicit_classifier_grad, rescale_x)
 from core.noise import NoiseConfig, SeededNoise, truncated_normal
-from core.sampling import generate, run_sampler, sample_ancestral, sample_ddim, sampling_logsnrs
+from core.sampling import (SamplerConfig, generate, run_sampler, sample_ancestral, sample_ddim,
+                           sampling_logsnrs)
 from core.train import diffusion_loss
 from core.unet import FixedBatch
 
@@ -142,11 +143,11 @@ def test_guidance_interval_skips_uncond_outside(tiny_unet):
 @pytest.mark.parametrize("sampler", ["ancestral", "ddim"])
 def test_same_seed_alone_equals_inside_grid_bitwise(tiny_unet, sampler):
     model = FixedBatch(tiny_unet, 16)
-    alone = generate(model, [7], [3], [1.0], 6, sampler)[0, 0]
-    grid = generate(model, list(range(8)), [3] * 8, [0.0, 0.5, 1.0, 3.0], 6, sampler)
+    alone = generate(model, [7], [3], [1.0], SamplerConfig(sampler, 6))[0, 0]
+    grid = generate(model, list(range(8)), [3] * 8, [0.0, 0.5, 1.0, 3.0], SamplerConfig(sampler, 6))
     assert torch.equal(alone, grid[2, 7])
     # A different class mix in the batch does not matter either.
-    mixed = generate(model, [5, 7, 11], [1, 3, 8], [2.0, 1.0], 6, sampler)
+    mixed = generate(model, [5, 7, 11], [1, 3, 8], [2.0, 1.0], SamplerConfig(sampler, 6))
     assert torch.equal(alone, mixed[1, 1])
 
 
@@ -154,7 +155,7 @@ def test_tiled_grid_runs_the_shared_first_step_once(tiny_unet):
     """A same-seed grid's first step sees one copy of the rows; every pixel equals the untiled denoiser's."""
     model = CountingModel(FixedBatch(tiny_unet, 16))
     ws, seeds, labels = [0.0, 1.0, 3.0], [4, 9], [2, 7]
-    x = generate(model, seeds, labels, ws, 5, "ancestral")
+    x = generate(model, seeds, labels, ws, SamplerConfig("ancestral", 5))
     # Step 0: 2 cond + 2 uncond rows instead of 6 + 4; later steps: 6 cond + 4 uncond (w = 0 has no uncond row).
     assert [c.shape[0] for c in model.calls] == [4] + [10] * 4
     noise = SeededNoise(seeds, (1, 28, 28)).repeat(3)
@@ -285,9 +286,9 @@ def test_stand_in_model_eps_depends_on_label_w_and_z(tiny_unet):
                                   GuidanceOptions(interval=(-5.0, 5.0)),
                                   GuidanceOptions(dynamic_threshold=0.99, rescale_phi=0.7, interval=(-5.0, 5.0))])
 def test_variants_are_valid_denoisers_and_each_changes_the_samples(tiny_unet, opts):
-    x = generate(tiny_unet, [0, 1], [2, 3], [4.0], 5, "ancestral", opts=opts)
+    x = generate(tiny_unet, [0, 1], [2, 3], [4.0], SamplerConfig("ancestral", 5, opts=opts))
     assert x.shape == (1, 2, 1, 28, 28) and torch.isfinite(x).all()
-    plain = generate(tiny_unet, [0, 1], [2, 3], [4.0], 5, "ancestral")
+    plain = generate(tiny_unet, [0, 1], [2, 3], [4.0], SamplerConfig("ancestral", 5))
     assert (x - plain).abs().max() > 1e-3
 
 

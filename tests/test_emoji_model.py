@@ -9,7 +9,7 @@ import torch
 from core.checkpoint import ASSETS, sha256_file
 from core.data import to_uint8
 from core.metrics import colour_stats
-from core.sampling import generate
+from core.sampling import SamplerConfig, generate
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,8 @@ def test_the_colour_model_card(emoji):
 
 @pytest.mark.parametrize("sampler", ["ddim", "ancestral"])
 def test_rgb_same_seed_alone_equals_inside_grid_bitwise(emoji, sampler):
-    alone = generate(emoji.model, [7], [2], [3.0], 4, sampler)[0, 0]
-    grid = generate(emoji.model, [5, 7, 9], [0, 2, 8], [0.0, 3.0], 4, sampler)
+    alone = generate(emoji.model, [7], [2], [3.0], SamplerConfig(sampler, 4))[0, 0]
+    grid = generate(emoji.model, [5, 7, 9], [0, 2, 8], [0.0, 3.0], SamplerConfig(sampler, 4))
     assert alone.shape == (3, 32, 32) and torch.equal(alone, grid[1, 1])
 
 
@@ -42,7 +42,7 @@ def test_guidance_raises_class_accuracy_and_saturation(emoji):
     """Measured with the emoji-group classifier on the app's default sampler (DDIM, T = 10), 12 seeds per class."""
     seeds = list(range(108))
     labels = [s % 9 for s in seeds]
-    x = generate(emoji.model, seeds, labels, [0.0, 3.0, 8.0], 10, "ddim")
+    x = generate(emoji.model, seeds, labels, [0.0, 3.0, 8.0], SamplerConfig("ddim", 10))
     acc = [float((emoji.features(x[j])[1].argmax(1) == np.array(labels)).mean()) for j in range(3)]
     sat = [colour_stats(to_uint8(x[j]))["mean_saturation"] for j in range(3)]
     assert acc[1] > acc[0] + 0.1, acc
@@ -62,7 +62,7 @@ def test_the_shipped_sweep_matches_a_live_remeasurement(emoji, sampler):
     assert all(int(r["N"]) >= 2000 and r["mean_saturation"] != "" for r in rows.values())
     seeds = list(range(90))
     labels = [s % 9 for s in seeds]
-    x = generate(emoji.model, seeds, labels, [3.0], 10, sampler)[0]
+    x = generate(emoji.model, seeds, labels, [3.0], SamplerConfig(sampler, 10))[0]
     acc = float((emoji.features(x)[1].argmax(1) == np.array(labels)).mean())
     assert abs(acc - float(rows["w=3"]["accuracy"])) < 0.16, (acc, rows["w=3"]["accuracy"])  # ≈ 3 binomial s.d. at N = 90
     sat = colour_stats(to_uint8(x))["mean_saturation"]

@@ -4,6 +4,7 @@ import gradio as gr
 import pytest
 import torch
 
+from core.sampling import SamplerConfig
 from demo import handlers as H
 
 
@@ -17,8 +18,8 @@ def test_guidance_grid_shape_and_same_seed_rows(rt):
     assert a.shape[1] > 2 * 28 * 3 and a.shape[0] >= 2 * 28 * 3 and a.std() > 20
     assert "NFE 8" in info and "4 samples" in info
     # The row of seed 1 at w = 1 equals the single-sample run at w = 1 for seed 1.
-    x_grid = H._sample(rt.slot('digits'), [0, 1], [3, 3], [0.0, 1.0], 4, "ddim")
-    x_one = H._sample(rt.slot('digits'), [1], [3], [1.0], 4, "ddim")
+    x_grid = H._sample(rt.slot("digits"), [0, 1], [3, 3], [0.0, 1.0], SamplerConfig("ddim", 4))
+    x_one = H._sample(rt.slot("digits"), [1], [3], [1.0], SamplerConfig("ddim", 4))
     assert torch.equal(x_grid[1, 1], x_one[0, 0])
 
 
@@ -76,7 +77,7 @@ def test_trajectory_animation_frames_end_on_the_sample(rt):
     # x̂ at each of the T steps; the sample (= the last step's clipped x̂) and its hold frames are identical to the
     # last one, and WebP stores identical consecutive frames once.
     assert len(frames) == steps
-    x = H._sample(rt.slot('digits'), [0], [1], ws, steps, "ddim")
+    x = H._sample(rt.slot('digits'), [0], [1], ws, SamplerConfig("ddim", steps))
     sample = np.asarray(grid_image(H._u8(x)[:, 0][None], 4, col_labels=[H._w_label(w) for w in ws]))
     assert np.array_equal(frames[-1], sample)
     assert not np.array_equal(frames[0], sample)  # the first frame is the noisy start
@@ -195,11 +196,12 @@ def test_beyond_cfg_rows_are_the_methods_own_samples_on_the_same_seeds(rt):
     real = (rt.slot("digits").pipe.features(x)[1].argmax(1) == y.numpy())[y.numpy() == 2].mean()
     assert fig.layout.shapes[0].y0 == pytest.approx(100 * real)  # class 2's real held-out digits, the reference line
     m, guide = rt.slot("digits").pipe.model, rt.slot("digits").pipe.guide
-    rows = [H.generate(m, [0, 1], [2, 2], [1.0, 8.0], 3, "ddim")]
-    rows.append(H.generate(m, [0, 1], [2, 2], [1.0, 8.0], 3, "ddim", opts=GuidanceOptions(method="apg", apg=APGParams())))
-    rows.append(H.generate(m, [0, 1], [2, 2], [0.5], 3, "ddim", opts=GuidanceOptions(method="cfgpp")))
-    rows.append(H.generate(m, [0, 1], [2, 2], [1.0, 8.0], 3, "ddim", opts=GuidanceOptions(method="autoguidance"),
-                           guide_model=guide))
+    rows = [H.generate(m, [0, 1], [2, 2], [1.0, 8.0], SamplerConfig("ddim", 3))]
+    rows.append(H.generate(m, [0, 1], [2, 2], [1.0, 8.0],
+                           SamplerConfig("ddim", 3, opts=GuidanceOptions(method="apg", apg=APGParams()))))
+    rows.append(H.generate(m, [0, 1], [2, 2], [0.5], SamplerConfig("ddim", 3, opts=GuidanceOptions(method="cfgpp"))))
+    rows.append(H.generate(m, [0, 1], [2, 2], [1.0, 8.0],
+                           SamplerConfig("ddim", 3, opts=GuidanceOptions(method="autoguidance")), guide_model=guide))
     want = grid_image(H._u8(torch.cat(rows)), 3, ["CFG w=1", "CFG w=8", "APG w=1", "APG w=8", "CFG++ scale=0.5",
                                                    "autoguidance w=1", "autoguidance w=8"])
     assert np.array_equal(np.asarray(img), np.asarray(want))

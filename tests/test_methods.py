@@ -5,7 +5,7 @@ import torch
 
 from conftest import nonzero_init
 from core.guidance import APGParams, CFGDenoiser, GuidanceOptions, apg_update
-from core.sampling import generate
+from core.sampling import SamplerConfig, generate
 from core.unet import FixedBatch, UNet, UNetConfig
 
 NO_APG = APGParams(eta=1.0, norm_bound=None, momentum=0.0)  # η = 1, no norm bound, β = 0: plain CFG
@@ -32,11 +32,12 @@ def uncond_half(model):
 @pytest.mark.parametrize("sampler", ["ddim", "ancestral"])
 def test_apg_without_projection_bound_or_momentum_is_cfg(model, sampler):
     seeds, labels, ws = [1, 2, 3], [0, 4, 9], [0.0, 1.0, 4.0]
-    cfg = generate(model, seeds, labels, ws, 6, sampler)
-    apg = generate(model, seeds, labels, ws, 6, sampler, opts=GuidanceOptions(method="apg", apg=NO_APG))
+    cfg = generate(model, seeds, labels, ws, SamplerConfig(sampler, 6))
+    apg = generate(model, seeds, labels, ws,
+                   SamplerConfig(sampler, 6, opts=GuidanceOptions(method="apg", apg=NO_APG)))
     assert torch.equal(apg[0], cfg[0])  # w = 0 rows are untouched
     assert (apg - cfg).abs().max() < 1e-5
-    default = generate(model, seeds, labels, ws, 6, sampler, opts=GuidanceOptions(method="apg"))
+    default = generate(model, seeds, labels, ws, SamplerConfig(sampler, 6, opts=GuidanceOptions(method="apg")))
     assert (default[2] - cfg[2]).abs().max() > 1e-2  # the paper's defaults do change the guided samples
 
 
@@ -81,45 +82,45 @@ def test_apg_momentum_carries_the_first_steps_raw_x_hat_unless_clipped(model):
 def test_cfgpp_at_scale_zero_is_unguided_ddim(model):
     """CFG++ at scale 0 forms x̂ from ε_θ(z) and re-noises with ε_θ(z): the unconditional model's DDIM (w = −1)."""
     seeds, labels = [3, 8], [2, 5]
-    uncond = generate(model, seeds, labels, [-1.0], 8, "ddim")
-    pp = generate(model, seeds, labels, [0.0], 8, "ddim", opts=GuidanceOptions(method="cfgpp"))
+    uncond = generate(model, seeds, labels, [-1.0], SamplerConfig("ddim", 8))
+    pp = generate(model, seeds, labels, [0.0], SamplerConfig("ddim", 8, opts=GuidanceOptions(method="cfgpp")))
     assert torch.equal(pp, uncond)
     # At scale > 0 it differs both from CFG with the same x̂ rule (w = λ − 1) and from scale 0.
-    pp5 = generate(model, seeds, labels, [0.5], 8, "ddim", opts=GuidanceOptions(method="cfgpp"))
-    cfg5 = generate(model, seeds, labels, [-0.5], 8, "ddim")
+    pp5 = generate(model, seeds, labels, [0.5], SamplerConfig("ddim", 8, opts=GuidanceOptions(method="cfgpp")))
+    cfg5 = generate(model, seeds, labels, [-0.5], SamplerConfig("ddim", 8))
     assert (pp5 - cfg5).abs().max() > 1e-3 and (pp5 - pp).abs().max() > 1e-3
 
 
 def test_cfgpp_refuses_the_ancestral_sampler_and_scales_outside_0_1(model):
     with pytest.raises(ValueError, match="CFG\\+\\+ is defined for DDIM only"):
-        generate(model, [0], [1], [0.5], 4, "ancestral", opts=GuidanceOptions(method="cfgpp"))
+        generate(model, [0], [1], [0.5], SamplerConfig("ancestral", 4, opts=GuidanceOptions(method="cfgpp")))
     with pytest.raises(ValueError, match="scale must be in \\[0, 1\\]"):
-        generate(model, [0], [1], [2.0], 4, "ddim", opts=GuidanceOptions(method="cfgpp"))
+        generate(model, [0], [1], [2.0], SamplerConfig("ddim", 4, opts=GuidanceOptions(method="cfgpp")))
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "ancestral"])
 def test_autoguidance_with_the_good_model_as_guide_is_conditional_sampling(model, sampler):
     seeds, labels = [4, 6], [1, 7]
-    plain = generate(model, seeds, labels, [0.0], 6, sampler)
-    auto = generate(model, seeds, labels, [2.0], 6, sampler, opts=GuidanceOptions(method="autoguidance"),
-                    guide_model=model)
+    plain = generate(model, seeds, labels, [0.0], SamplerConfig(sampler, 6))
+    auto = generate(model, seeds, labels, [2.0],
+                    SamplerConfig(sampler, 6, opts=GuidanceOptions(method="autoguidance")), guide_model=model)
     assert (auto - plain).abs().max() < 1e-5  # (1 + w) ε − w ε = ε, up to rounding
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "ancestral"])
 def test_autoguidance_with_the_unconditional_half_as_guide_is_cfg(model, sampler):
     seeds, labels, ws = [4, 6], [1, 7], [0.0, 2.0]
-    cfg = generate(model, seeds, labels, ws, 6, sampler)
-    auto = generate(model, seeds, labels, ws, 6, sampler, opts=GuidanceOptions(method="autoguidance"),
+    cfg = generate(model, seeds, labels, ws, SamplerConfig(sampler, 6))
+    auto = generate(model, seeds, labels, ws, SamplerConfig(sampler, 6, opts=GuidanceOptions(method="autoguidance")),
                     guide_model=uncond_half(model))
     assert torch.equal(auto, cfg)
 
 
 def test_autoguidance_needs_a_guide_and_only_it_takes_one(model, weak):
     with pytest.raises(ValueError, match="autoguidance needs a guide model"):
-        generate(model, [0], [1], [1.0], 3, "ddim", opts=GuidanceOptions(method="autoguidance"))
+        generate(model, [0], [1], [1.0], SamplerConfig("ddim", 3, opts=GuidanceOptions(method="autoguidance")))
     with pytest.raises(ValueError, match="autoguidance needs a guide model"):
-        generate(model, [0], [1], [1.0], 3, "ddim", guide_model=weak)
+        generate(model, [0], [1], [1.0], SamplerConfig("ddim", 3), guide_model=weak)
     with pytest.raises(ValueError, match="unknown guidance method 'pag'"):
         GuidanceOptions(method="pag")
 
@@ -130,10 +131,11 @@ def test_each_method_same_seed_alone_equals_inside_grid_bitwise(model, weak, met
     opts = GuidanceOptions(method=method)
     guide = weak if method == "autoguidance" else None
     ws = [0.0, 0.5, 1.0] if method == "cfgpp" else [0.0, 1.0, 3.0]
-    alone = generate(model, [7], [7], [ws[1]], 4, sampler, opts=opts, guide_model=guide)[0, 0]
-    grid = generate(model, list(range(8)), [s % 10 for s in range(8)], ws, 4, sampler, opts=opts, guide_model=guide)
+    alone = generate(model, [7], [7], [ws[1]], SamplerConfig(sampler, 4, opts=opts), guide_model=guide)[0, 0]
+    grid = generate(model, list(range(8)), [s % 10 for s in range(8)], ws, SamplerConfig(sampler, 4, opts=opts),
+                    guide_model=guide)
     assert torch.equal(alone, grid[1, 7])
-    mixed = generate(model, [5, 7, 11], [1, 7, 8], ws[::-1], 4, sampler, opts=opts, guide_model=guide)
+    mixed = generate(model, [5, 7, 11], [1, 7, 8], ws[::-1], SamplerConfig(sampler, 4, opts=opts), guide_model=guide)
     assert torch.equal(alone, mixed[1, 1])
 
 

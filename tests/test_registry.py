@@ -93,14 +93,14 @@ def test_sweep_rows_carry_class_accuracy_and_colour_for_an_rgb_model(assets):
     from core.data import to_uint8
     from core.metrics import colour_stats
     from core.pipeline import load_pipeline
-    from core.sampling import generate
+    from core.sampling import SamplerConfig, generate
     from core.sweep import SweepConfig, SweepPoint, sweep_stream
 
     pipe = load_pipeline("tinyrgb", "cpu", assets)
     cfg = SweepConfig((SweepPoint(0.0), SweepPoint(3.0)), n=6, steps=3, batch=4, first_batch=2)
     *_, last = sweep_stream(pipe.model, pipe.features, pipe.ref, cfg)
     rows = last.rows()
-    x = generate(pipe.model, list(range(6)), [s % 3 for s in range(6)], [0.0, 3.0], 3, "ddim")
+    x = generate(pipe.model, list(range(6)), [s % 3 for s in range(6)], [0.0, 3.0], SamplerConfig("ddim", 3))
     for row, xj in zip(rows, x):
         _, probs = pipe.features(xj)
         assert row["accuracy"] == pytest.approx(float((probs.argmax(1) == np.arange(6) % 3).mean()))
@@ -189,11 +189,11 @@ def test_a_guide_model_is_a_companion_and_enables_autoguidance(assets, tmp_path)
                  "--steps", "3", "--sampler", "ddim", "--method", "autoguidance", "--out", str(tmp_path / "a.png"),
                  "--npz", str(npz), "--device", "cpu"])
     from core.guidance import GuidanceOptions
-    from core.sampling import generate
+    from core.sampling import SamplerConfig, generate
     from core.data import to_uint8
 
-    x = generate(pipe.model, [0, 1], [1, 1], [0.0, 2.0], 3, "ddim", opts=GuidanceOptions(method="autoguidance"),
-                 guide_model=pipe.guide)
+    x = generate(pipe.model, [0, 1], [1, 1], [0.0, 2.0],
+                 SamplerConfig("ddim", 3, opts=GuidanceOptions(method="autoguidance")), guide_model=pipe.guide)
     with np.load(npz) as f:
         assert str(f["method"]) == "autoguidance"
         assert np.array_equal(f["images"], to_uint8(x.reshape(-1, *x.shape[2:])).reshape(2, 2, 16, 16, 3))

@@ -16,7 +16,7 @@ import pytest
 from gradio_client import Client
 from PIL import Image
 
-from core.sampling import generate
+from core.sampling import SamplerConfig, generate
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(900)
@@ -148,7 +148,7 @@ def test_compiled_model_serves_requests_without_compiling_in_the_app(app_url, ap
     assert slot.pipe.model.compiled is not None
     with slot.lock:
         for sampler in ("ddim", "ancestral"):
-            x = generate(slot.pipe.model, [1, 2, 3], [4, 5, 6], [0.0, 2.0], 3, sampler)  # labels made outside inference_mode
-            eager = generate(slot.pipe.model.inner, [1, 2, 3], [4, 5, 6], [0.0, 2.0], 3, sampler)
+            x = generate(slot.pipe.model, [1, 2, 3], [4, 5, 6], [0.0, 2.0], SamplerConfig(sampler, 3))  # labels made outside inference_mode
+            eager = generate(slot.pipe.model.inner, [1, 2, 3], [4, 5, 6], [0.0, 2.0], SamplerConfig(sampler, 3))
             assert (x - eager).abs().max() < 2e-2  # the compiled network computes the same function
     assert not dyn.counters["frames"], dict(dyn.counters["frames"])  # no dynamo trace in this process

@@ -11,7 +11,7 @@ from core.data import to_uint8
 from core.guidance import APGParams, GuidanceOptions
 from core.metrics import colour_stats
 from core.pipeline import load_pipeline
-from core.sampling import generate
+from core.sampling import SamplerConfig, generate
 
 SEEDS = list(range(90))  # the sweep's first seeds: labels seed mod K, as every shipped sweep
 
@@ -50,8 +50,8 @@ def test_every_method_is_shipped_at_n_2000_on_the_same_settings(pipe):
 def test_autoguidance_rows_match_a_live_remeasurement(pipe):
     """The first 90 seeds of the shipped autoguidance row at w = 1 give its class accuracy within sampling error."""
     labels = [s % pipe.card.num_classes for s in SEEDS]
-    x = generate(pipe.model, SEEDS, labels, [1.0], 10, "ddim", opts=GuidanceOptions(method="autoguidance"),
-                 guide_model=pipe.guide)[0]
+    x = generate(pipe.model, SEEDS, labels, [1.0],
+                 SamplerConfig("ddim", 10, opts=GuidanceOptions(method="autoguidance")), guide_model=pipe.guide)[0]
     acc = float((pipe.features(x)[1].argmax(1) == np.array(labels)).mean())
     want = float(shipped_rows(pipe)["autoguidance:w=1"]["accuracy"])
     assert abs(acc - want) < 0.16, (acc, want)  # ≈ 3 binomial s.d. at N = 90
@@ -67,7 +67,7 @@ def test_apg_without_momentum_keeps_accuracy_with_less_saturation_than_cfg():
     assert float(apg["accuracy"]) > float(cfg0["accuracy"]) + 0.3
     labels = [s % 9 for s in SEEDS]
     opts = GuidanceOptions(method="apg", apg=APGParams(eta=0.0, norm_bound=20.0, momentum=0.0))
-    x = generate(emoji.model, SEEDS, labels, [8.0], 10, "ddim", opts=opts)[0]
+    x = generate(emoji.model, SEEDS, labels, [8.0], SamplerConfig("ddim", 10, opts=opts))[0]
     acc = float((emoji.features(x)[1].argmax(1) == np.array(labels)).mean())
     sat = colour_stats(to_uint8(x))["mean_saturation"]
     assert abs(acc - float(apg["accuracy"])) < 0.16, (acc, apg["accuracy"])
