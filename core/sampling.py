@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from core.diffusion import LOGSNR_MAX, LOGSNR_MIN, diffuse, eps_from_x, logsnr_schedule_cosine, posterior, x_from_eps
-from core.guidance import CFGDenoiser, Denoiser, GuidanceOptions, LogProb, classifier_guided_denoiser
+from core.guidance import METHOD_TABLE, CFGDenoiser, Denoiser, GuidanceOptions, LogProb, classifier_guided_denoiser
 from core.noise import NoiseConfig, SeededNoise
 
 MAX_STEPS = 256  # the paper's T; the app, the CLIs and sweeps share this limit
@@ -48,7 +48,8 @@ def sample_ancestral(denoiser: Denoiser, z: Tensor, steps: int, noise: SeededNoi
             # 1. Guided ε̃ at λ_i, and x̂ = (z − σ ε̃) / α.
             out = denoiser(z, lam)
             if out.eps_renoise is not None:
-                raise ValueError("CFG++ is defined for DDIM only (Chung et al. 2024): choose the ddim sampler")
+                m = next(m for m in METHOD_TABLE if m.renoise_uncond)
+                raise ValueError(f"{m.label} is defined for DDIM only ({m.reference}): choose the ddim sampler")
             lam_t = torch.tensor(lam, dtype=torch.float64)
             x_raw = x_from_eps(z, out.eps, lam_t)
             x = x_raw.clamp(-1.0, 1.0) if clip_x else x_raw

@@ -140,6 +140,11 @@ class SweepConfig:
     kid_subsets: int = 20
     kid_subset_size: int = 500
 
+    @property
+    def sampling(self) -> SamplerConfig:
+        """The sampling request every point's grid is drawn with."""
+        return SamplerConfig(self.sampler, self.steps, self.v, opts=self.opts)
+
     def __post_init__(self):
         if not self.points:
             raise ValueError("the sweep needs at least one point")
@@ -215,8 +220,7 @@ def sweep_stream(model, features: Features, ref: dict, cfg: SweepConfig, guide_m
         # 1. One batched w-grid per noise config, on the same seeds.
         for noise_cfg, idx in groups.items():
             t = time.perf_counter()
-            x = generate(model, seeds, labels, [points[i].w for i in idx],
-                         SamplerConfig(cfg.sampler, cfg.steps, v=cfg.v, opts=cfg.opts), noise_cfg,
+            x = generate(model, seeds, labels, [points[i].w for i in idx], cfg.sampling, noise_cfg,
                          guide_model=guide_model)
             t_gen += time.perf_counter() - t
             dt = (time.perf_counter() - t) / len(idx)

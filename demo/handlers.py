@@ -517,8 +517,8 @@ METHOD_KEYS = {m.label: m.key for m in METHOD_TABLE}  # the method boxes send la
 def beyond_text(rt: Runtime) -> str:
     """The "Beyond CFG" tab's method table: what each method does, and what the shipped sweeps of every model measured."""
     shipped = {name: plots.shipped_method_rows(rt.card(name)) for name in rt.names}
-    rows = [f"| {label} | {idea} | {rule} | {plots.method_findings(shipped, family)} |"
-            for family, label, idea, rule in texts.BEYOND_METHODS]
+    rows = [f"| {label} | {idea} | {rule} | {plots.method_findings(shipped, method(key).label)} |"
+            for key, label, idea, rule in texts.BEYOND_METHODS]
     table = "\n".join(["| method | the idea in one line | the rule, in this app's notation | measured here |",
                        "|---|---|---|---|", *rows])
     return f"{texts.BEYOND_INTRO}\n{table}\n{texts.BEYOND_NOTES}"

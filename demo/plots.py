@@ -348,7 +348,7 @@ SCRUB_JS = """
 
 
 def method_tradeoff_figure(stats: dict[str, list[tuple[float, float, float]]], x_title: str,
-                           title: str = "class accuracy vs saturation, per method (labels: w, or CFG++'s scale)",
+                           title: str = "class accuracy vs saturation, per method (labels: each method's weight)",
                            x_ref: tuple[float, str] | None = None,
                            y_ref: tuple[float, str] | None = None) -> go.Figure:
     """Per method, class accuracy against saturation, one point per w (CFG++: per scale): up and left is better.

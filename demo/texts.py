@@ -111,17 +111,17 @@ rule; each row below uses the same seeds and labels as CFG's, and DDIM for every
 The last column is read from the shipped sweeps (DDIM T = 10, the plane below; accuracy by each model's classifier).
 """
 
-# (family as plots.method_name names it, the method, the idea in one line, the rule in this app's notation)
+# (the method's key in core.guidance.METHOD_TABLE, the method, the idea in one line, the rule in this app's notation)
 BEYOND_METHODS = (
-    ("CFG", "**CFG** (Ho & Salimans 2021)", "extrapolate from the unconditional to the conditional prediction",
+    ("cfg", "**CFG** (Ho & Salimans 2021)", "extrapolate from the unconditional to the conditional prediction",
      r"$\tilde\epsilon = (1+w)\,\epsilon_\theta(z,c) - w\,\epsilon_\theta(z)$"),
-    ("APG", "**APG** (Sadat, Hilliges & Weber, ICLR 2025)",
+    ("apg", "**APG** (Sadat, Hilliges & Weber, ICLR 2025)",
      r"the part of the update parallel to $\hat x_c$ saturates; drop it, bound the rest, and damp it across steps",
      r"$\Delta = \hat x_c - \hat x_u$, $\bar\Delta_t = \Delta + \beta\,\bar\Delta_{t-1}$, "
      r"$\bar\Delta \leftarrow \bar\Delta \min(1, r/\lVert\bar\Delta\rVert)$, "
      r"$\hat x = \hat x_c + w\,(\bar\Delta_\perp + \eta\,\bar\Delta_\parallel)$; defaults $\eta = 0$, $r = 2.5$, "
      r"$\beta = -0.75$"),
-    ("CFG++", "**CFG++** (Chung et al. 2024)",
+    ("cfgpp", "**CFG++** (Chung et al. 2024)",
      "guide $\\hat x$, but re-noise with the unconditional $\\epsilon$, so the sample stays on the data manifold",
      r"$\hat x = (z - \sigma_\lambda \epsilon_\lambda)/\alpha_\lambda$ with "
      r"$\epsilon_\lambda = \epsilon_\theta(z) + \lambda_{++}(\epsilon_\theta(z,c) - \epsilon_\theta(z))$, "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.guidance import GUIDANCE_INTERVAL, RESCALE_PHI, APGParams
+from core.guidance import GUIDANCE_INTERVAL, METHOD_TABLE, RESCALE_PHI, APGParams
 from core.sampling import DEFAULT_V, SAMPLERS
 from demo import handlers as H
 from demo import plots, texts
@@ -20,6 +20,8 @@ from demo.runtime import Runtime
 from demo.validate import MAX_STEPS, W_MAX, W_MIN
 
 ROOT = Path(__file__).resolve().parent.parent
+UNGUIDED_BY_A_MODEL = [m.label for m in METHOD_TABLE if not m.guide]  # the Beyond tab's default methods (no weaker model)
+SCALED = next(m for m in METHOD_TABLE if m.w_range)  # CFG++: its weight is a scale in [0, 1], with its own list
 
 try:  # ZeroGPU on Hugging Face Spaces; a no-op elsewhere.
     import spaces  # type: ignore
@@ -275,12 +277,12 @@ def _curves_tab(rt: Runtime, model):
 def _beyond_tab(rt: Runtime, model, card: ModelCard, classes: list):
     gr.Markdown(H.beyond_text(rt), latex_delimiters=texts.LATEX)
     with gr.Row():
-        methods = CheckboxGroup(H.method_choices(rt, rt.default), value=["CFG", "APG", "CFG++"], label="methods",
+        methods = CheckboxGroup(H.method_choices(rt, rt.default), value=UNGUIDED_BY_A_MODEL, label="methods",
                                 elem_id="beyond-methods")
         cls, seed, n = _class_seeds(card, 3, 6, classes)
     with gr.Row():
         ws = gr.Textbox("1, 3, 8", label="w values (CFG, APG, autoguidance)")
-        pp = gr.Textbox("0.2, 0.6, 1", label="CFG++ scales in [0, 1]")
+        pp = gr.Textbox("0.2, 0.6, 1", label=f"{SCALED.label} {SCALED.weight}s in [{SCALED.w_range[0]:g}, {SCALED.w_range[1]:g}]")
         steps = Slider(1, MAX_STEPS, value=H.DEFAULT_STEPS, step=1, label="DDIM steps T")
     with gr.Row():
         apg = APGParams()
@@ -295,8 +297,8 @@ def _beyond_tab(rt: Runtime, model, card: ModelCard, classes: list):
     inputs = [methods, cls, seed, n, ws, pp, eta, r, beta, steps, model, clip]
     btn.click(_bind(rt, H.beyond_cfg), inputs, [img, fig, info], api_name="beyond_cfg")
     defaults = [apg.eta, apg.norm_bound, apg.momentum, H.DEFAULT_STEPS]
-    examples = [("CFG, APG and CFG++, w = 1, 3, 8, class 3",
-                 [["CFG", "APG", "CFG++"], 3, 0, 6, "1, 3, 8", "0.2, 0.6, 1", *defaults, rt.default, apg.clip_x])]
+    examples = [(f"{', '.join(UNGUIDED_BY_A_MODEL)}, w = 1, 3, 8, class 3",
+                 [UNGUIDED_BY_A_MODEL, 3, 0, 6, "1, 3, 8", "0.2, 0.6, 1", *defaults, rt.default, apg.clip_x])]
     colour_model = _colour_model(rt)
     if colour_model is not None:
         examples.append(("CFG vs APG (paper's defaults), w = 8",
@@ -304,7 +306,7 @@ def _beyond_tab(rt: Runtime, model, card: ModelCard, classes: list):
         # APG without momentum, bound r = 20: the setting that keeps CFG's accuracy here (README, "Beyond CFG")
         examples.append(("CFG vs APG (r = 20, no momentum), w = 8",
                          [["CFG", "APG"], 0, 0, 6, "8", "0.6", 0.0, 20.0, 0.0, H.DEFAULT_STEPS, colour_model, False]))
-    _presets(rt, H.beyond_cfg, examples, inputs, [img, fig, info], model, "w = 8: CFG vs APG (and CFG++)",
+    _presets(rt, H.beyond_cfg, examples, inputs, [img, fig, info], model, f"w = 8: CFG vs APG (and {SCALED.label})",
              "preset-beyond")
     gr.Markdown("#### The FID–IS plane, per method (same seeds 0…N−1 for every method)")
     with gr.Row():
