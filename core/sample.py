@@ -8,7 +8,6 @@ class_names, and the guidance method with its parameters (--method cfg|apg|cfgpp
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 

@@ -25,7 +25,7 @@ from core.registry import DEFAULT_MODEL, ModelCard
 from core.sampling import (DEFAULT_V, SamplerConfig, generate, generate_classifier_guided, generate_with_raw_x,
                            sampling_logsnrs)
 from core.sweep import SweepConfig, SweepPoint, SweepUpdate, sweep_stream, write_csv
-from demo import plots, texts
+from demo import plots, results, texts
 from demo.runtime import ModelSlot, Runtime
 from demo.validate import (MAX_CURVE_POINTS, check_class, check_curve_n, check_grid_size, check_int, check_model,
                            check_n_seeds, check_range, check_sampler, check_seed, check_steps, check_threshold,
@@ -326,11 +326,11 @@ def live_tradeoff(rt: Runtime, n, steps, sampler: str, model=DEFAULT_MODEL, prog
     points += [SweepPoint(0.0, NoiseConfig(truncation=t)) for t in TRUNCATIONS]
     points.append(SweepPoint(0.0, NoiseConfig(temperature=0.6, step_temperature=0.6)))
     updates = _locked_sweep(slot, _live_config(points, n, steps, sampler, first_batch=4))
-    shipped = plots.shipped_sweeps(slot.card)
+    shipped = results.shipped_sweeps(slot.card)
     try:
         for upd in updates:
             progress(upd.done / upd.total, desc=f"N = {upd.done}/{upd.total} per point")
-            live = plots.Sweep(f"live ({sampler}, T={steps}, N={upd.done})", sampler, steps, upd.done, upd.rows())
+            live = results.Sweep(f"live ({sampler}, T={steps}, N={upd.done})", sampler, steps, upd.done, upd.rows())
             yield (plots.tradeoff_figure([live] + shipped, slot.card),
                    f"N = {upd.done} of {upd.total} per point · {len(points)} points · {upd.elapsed:.1f} s")
     finally:
@@ -346,8 +346,8 @@ def truncation_text(rt: Runtime, model=DEFAULT_MODEL) -> str:
     """The Truncation tab's text, with the figures read from the selected model's shipped sweeps (none copied in)."""
     card = rt.card(check_model(model, rt.names))
     lines = []
-    for sw in plots.shipped_sweeps(card):
-        base = [r for r in sw.rows if plots.is_cfg(r)]
+    for sw in results.shipped_sweeps(card):
+        base = [r for r in sw.rows if results.is_cfg(r)]
         w0 = next((r for r in base if r["w"] == 0 and r["truncation"] is None and r["temperature"] == 1), None)
         trunc = sorted((r for r in base if r["truncation"] is not None), key=lambda r: -r["truncation"])
         temp = sorted((r for r in base if r["temperature"] != 1), key=lambda r: -r["temperature"])
@@ -366,7 +366,7 @@ def truncation_text(rt: Runtime, model=DEFAULT_MODEL) -> str:
 def precomputed_tradeoff(rt: Runtime, model=DEFAULT_MODEL) -> object:
     """FID-vs-IS of the shipped sweeps: CFG points, truncation and temperature baselines, for each sampler."""
     card = rt.card(check_model(model, rt.names))
-    return plots.tradeoff_figure(plots.shipped_sweeps(card), card)
+    return plots.tradeoff_figure(results.shipped_sweeps(card), card)
 
 
 # ---------------------------------------------------------------- tab 4: classifier guidance vs CFG
@@ -486,7 +486,7 @@ def live_curves(rt: Runtime, w_list, n, steps, sampler: str, model=DEFAULT_MODEL
     slot = _slot(rt, model)
     ws = parse_w_list(w_list, max_values=MAX_CURVE_POINTS)
     n, steps, sampler = check_curve_n(n), check_steps(steps), check_sampler(sampler)
-    shipped = plots.shipped_sweeps(slot.card)
+    shipped = results.shipped_sweeps(slot.card)
     csv_path = rt.outputs.new("curves.csv")
     cfg = _live_config([SweepPoint(w) for w in ws], n, steps, sampler, first_batch=max(2, min(10, 2400 // (len(ws) * steps))))
     updates = _locked_sweep(slot, cfg)
@@ -496,7 +496,7 @@ def live_curves(rt: Runtime, w_list, n, steps, sampler: str, model=DEFAULT_MODEL
             write_csv(csv_path, rows)
             progress(upd.done / upd.total, desc=f"N = {upd.done}/{upd.total} per w")
             status = f"N = {upd.done} of {upd.total} per w · {len(ws)} w values · {upd.elapsed:.1f} s"
-            live = plots.Sweep(f"live ({sampler}, T={steps}, N={upd.done})", sampler, steps, upd.done, rows)
+            live = results.Sweep(f"live ({sampler}, T={steps}, N={upd.done})", sampler, steps, upd.done, rows)
             yield plots.curves_figure(live, shipped, slot.card), status, str(csv_path)
     finally:
         updates.close()
@@ -505,8 +505,8 @@ def live_curves(rt: Runtime, w_list, n, steps, sampler: str, model=DEFAULT_MODEL
 def initial_curves(rt: Runtime, sampler: str = "ddim", steps=DEFAULT_STEPS, model=DEFAULT_MODEL) -> object:
     """The precomputed sweeps (the one matching the sampler and T drawn first) and the paper's table, before a live run."""
     card = rt.card(check_model(model, rt.names))
-    empty = plots.Sweep("live", check_sampler(sampler), check_steps(steps), 0, [])
-    return plots.curves_figure(empty, plots.shipped_sweeps(card), card)
+    empty = results.Sweep("live", check_sampler(sampler), check_steps(steps), 0, [])
+    return plots.curves_figure(empty, results.shipped_sweeps(card), card)
 
 
 # ---------------------------------------------------------------- tab 8: beyond CFG (APG, CFG++, autoguidance)
@@ -516,8 +516,8 @@ METHOD_KEYS = {m.label: m.key for m in METHOD_TABLE}  # the method boxes send la
 
 def beyond_text(rt: Runtime) -> str:
     """The "Beyond CFG" tab's method table: what each method does, and what the shipped sweeps of every model measured."""
-    shipped = {name: plots.shipped_method_rows(rt.card(name)) for name in rt.names}
-    rows = [f"| {label} | {idea} | {rule} | {plots.method_findings(shipped, method(key).label)} |"
+    shipped = {name: results.shipped_method_rows(rt.card(name)) for name in rt.names}
+    rows = [f"| {label} | {idea} | {rule} | {results.method_findings(shipped, method(key).label)} |"
             for key, label, idea, rule in texts.BEYOND_METHODS]
     table = "\n".join(["| method | the idea in one line | the rule, in this app's notation | measured here |",
                        "|---|---|---|---|", *rows])
@@ -608,7 +608,7 @@ def beyond_plane(rt: Runtime, n, steps, methods, apg_eta, apg_r, apg_beta, model
     chosen = _method_options(slot, methods, apg_eta, apg_r, apg_beta, apg_clip)
     n, steps = check_curve_n(n), check_steps(steps)
     curves: dict[str, list[dict]] = {}
-    shipped = plots.shipped_method_rows(slot.card)
+    shipped = results.shipped_method_rows(slot.card)
     t = time.perf_counter()
     for k, (name, opts) in enumerate(chosen):
         points = [SweepPoint(w) for w in opts.spec.plane]
@@ -627,8 +627,8 @@ def precomputed_plane(rt: Runtime, model=DEFAULT_MODEL) -> tuple[object, object]
     """The shipped sweeps' FID-vs-IS curves, one per method, and (colour models) accuracy vs saturation per method
     with the real held-out data's saturation and class-balanced accuracy marked."""
     card = rt.card(check_model(model, rt.names))  # the card only: a grey model's figures need no weights
-    shipped = plots.shipped_method_rows(card)
-    sat = plots.shipped_method_saturation(shipped)
+    shipped = results.shipped_method_rows(card)
+    sat = results.shipped_method_saturation(shipped)
     if not sat:  # a grey model's sweeps have no colour columns
         return plots.method_plane_figure({}, shipped, card), plots.note_figure(
             "saturation per method: the shipped sweeps of a colour model (emoji) have it")

@@ -247,29 +247,29 @@ def test_shipped_sweeps_hold_every_method_on_the_fid_is_plane(rt, model):
 
 def test_method_findings_report_best_fid_and_the_largest_ws_quality_against_cfg():
     """On two made-up method curves: the best FID and its w, the accuracy (and saturation) at the ends, CFG at the same w."""
-    from demo import plots
+    from demo import results
 
     def row(method, w, fid, acc, sat=""):
         return {"method": method, "w": w, "FID": fid, "accuracy": acc, "mean_saturation": sat}
 
     shipped = {"m": {"CFG": [row("cfg", 0, 9.0, 0.5, 0.2), row("cfg", 4, 3.0, 0.9, 0.4)],
                      "CFG++": [row("cfgpp", 0.2, 8.0, 0.3, 0.1), row("cfgpp", 1, 7.5, 0.6, 0.25)]}}
-    assert plots.method_findings(shipped, "CFG") == ("m: best FID 3 at w = 4; w = 0: accuracy 50.0 %, saturation 0.20; "
+    assert results.method_findings(shipped, "CFG") == ("m: best FID 3 at w = 4; w = 0: accuracy 50.0 %, saturation 0.20; "
                                                      "w = 4: accuracy 90.0 %, saturation 0.40")
-    assert plots.method_findings(shipped, "CFG++") == ("m: best FID 7.5 at scale = 1 (CFG 3); scale = 0.2: accuracy 30.0 %, "
+    assert results.method_findings(shipped, "CFG++") == ("m: best FID 7.5 at scale = 1 (CFG 3); scale = 0.2: accuracy 30.0 %, "
                                                        "saturation 0.10; scale = 1: accuracy 60.0 %, saturation 0.25")
-    assert plots.method_findings(shipped, "APG") == "not in the shipped sweeps"
+    assert results.method_findings(shipped, "APG") == "not in the shipped sweeps"
 
 
 def test_the_beyond_table_is_read_from_every_models_shipped_sweeps(rt):
     """The "measured here" column quotes the shipped CSVs (one source for each number), for every method and model."""
-    from demo import plots
+    from demo import results
 
     text = H.beyond_text(rt)
     rows = [line for line in text.splitlines() if line.startswith("| **")]
     assert len(rows) == 4 and not any("not in the shipped sweeps" in r for r in rows)
     for name in rt.names:
-        cfg = plots.shipped_method_rows(rt.card(name))["CFG"]
+        cfg = results.shipped_method_rows(rt.card(name))["CFG"]
         best = min(cfg, key=lambda r: float(r["FID"]))
         assert f"{name}: best FID {float(best['FID']):.3g} at w = {float(best['w']):g}" in rows[0]
         assert all(f"{name}" in r for r in rows)
@@ -291,12 +291,12 @@ def test_plots_fit_in_a_cached_example():
 
 def test_truncation_text_quotes_the_selected_models_own_sweep(rt):
     """Every figure in the Truncation tab's text is read from the selected model's shipped sweep (issue #21)."""
-    from demo import plots
+    from demo import results
 
     for name in ("digits", "emoji"):
         text = H.truncation_text(rt, name)
-        for sw in plots.shipped_sweeps(rt.card(name)):
-            w0 = next(r for r in sw.rows if plots.is_cfg(r) and r["w"] == 0 and r["truncation"] is None
+        for sw in results.shipped_sweeps(rt.card(name)):
+            w0 = next(r for r in sw.rows if results.is_cfg(r) and r["w"] == 0 and r["truncation"] is None
                       and r["temperature"] == 1)
             t2 = next(r for r in sw.rows if r["truncation"] == 2)
             assert f"w = 0: FID {H._fid(w0['FID'])} · truncation 2: {H._fid(t2['FID'])}" in text, (name, sw.name)
