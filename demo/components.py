@@ -10,46 +10,36 @@ from __future__ import annotations
 import gradio as gr
 
 
+def raw_preprocess(self, payload):
+    """Every class below: the browser's value, unchanged, for demo.validate to check."""
+    return payload
+
+
 class Slider(gr.Slider):
     """gr.Slider without Gradio's range check."""
 
-    is_template = True
-
-    def preprocess(self, payload):
-        return payload
+    is_template, preprocess = True, raw_preprocess
 
 
 class Number(gr.Number):
     """gr.Number without Gradio's conversion."""
 
-    is_template = True
-
-    def preprocess(self, payload):
-        return payload
+    is_template, preprocess = True, raw_preprocess
 
 
 class Radio(gr.Radio):
     """gr.Radio without Gradio's choice check."""
 
-    is_template = True
-
-    def preprocess(self, payload):
-        return payload
+    is_template, preprocess = True, raw_preprocess
 
 
 class Dropdown(gr.Dropdown):
     """gr.Dropdown without Gradio's choice check."""
 
-    is_template = True
-
-    def preprocess(self, payload):
-        return payload
+    is_template, preprocess = True, raw_preprocess
 
 
 class CheckboxGroup(gr.CheckboxGroup):
     """gr.CheckboxGroup without Gradio's choice check."""
 
-    is_template = True
-
-    def preprocess(self, payload):
-        return payload
+    is_template, preprocess = True, raw_preprocess
