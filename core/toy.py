@@ -144,9 +144,141 @@ class ExactModel(torch.nn.Module):
         return eps.to(z.dtype).reshape(z.shape)
 
 
+def degraded(mix: Mixture, inflate: float = 2.0) -> Mixture:
+    """Autoguidance's "bad model" for the lab: the same mixture with every covariance inflated by `inflate`, the analogue
+    of a smaller, less-trained network's blurrier density (Karras et al. 2024)."""
+    covs = tuple(tuple(tuple(inflate * v for v in row) for row in cov) for cov in mix.covs)
+    return Mixture(mix.means, covs, mix.weights, mix.classes, mix.class_names)
+
+
+GRID_LIM, GRID_N = 1.6, 321  # the density grid: [−1.6, 1.6]², 321 × 321 points (a step of 0.01)
+
+
+def density_grid(n: int = GRID_N, lim: float = GRID_LIM) -> Tensor:
+    """The lab's grid points, (n², 2) float64, row-major over (y, x)."""
+    t = torch.linspace(-lim, lim, n, dtype=torch.float64)
+    yy, xx = torch.meshgrid(t, t, indexing="ij")
+    return torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+
+
+def tilted_log_density(x: Tensor, mix: Mixture, c: int, w: float) -> Tensor:
+    """log of p_w(x | c) ∝ p(x | c)^{1+w} p(x)^{−w} = p(x | c) p(c | x)^w / p(c)^w, unnormalised: the density CFG is
+    often said to sample (it does not, Bradley & Nakkiran 2024)."""
+    hi = torch.full((x.shape[0],), LOGSNR_MAX, dtype=torch.float64)  # λ_max: the data's density
+    lc = log_density(x, mix, hi, torch.full((x.shape[0],), c, dtype=torch.long))
+    return (1.0 + w) * lc - w * log_density(x, mix, hi)
+
+
+def sample_tilted(mix: Mixture, c: int, w: float, n: int, seed: int = 0, grid_n: int = GRID_N) -> Tensor:
+    """n exact draws from p_w(x | c) by inverse CDF on the grid, jittered uniformly within the cell, (n, 2) float64."""
+    x = density_grid(grid_n)
+    logp = tilted_log_density(x, mix, c, w)
+    prob = torch.softmax(logp, 0)
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.multinomial(prob, n, replacement=True, generator=g)
+    cell = 2 * GRID_LIM / (grid_n - 1)
+    return x[idx] + (torch.rand(n, 2, generator=g, dtype=torch.float64) - 0.5) * cell
+
+
+def energy_distance(a: Tensor, b: Tensor) -> float:
+    """The energy distance 2 E‖a − b‖ − E‖a − a'‖ − E‖b − b'‖ (≥ 0, 0 iff equal distributions), V-statistic."""
+    a, b = a.to(torch.float64), b.to(torch.float64)
+    return float(2 * torch.cdist(a, b).mean() - torch.cdist(a, a).mean() - torch.cdist(b, b).mean())
+
+
+def mode_coverage(x: Tensor, mix: Mixture, c: int, min_share: float = 0.02) -> float:
+    """Diversity: the share of class c's components that receive at least min_share of the samples, each sample
+    assigned to its most responsible component of class c."""
+    lp, _, cls = _component_log_probs(_flat(x), mix, torch.full((x.shape[0],), LOGSNR_MAX, dtype=torch.float64))
+    own = torch.nonzero(cls == c).flatten()
+    best = own[lp[:, own].argmax(1)]
+    shares = torch.stack([(best == k).double().mean() for k in own])
+    return float((shares >= min_share).double().mean())
+
+
+def fidelity(x: Tensor, mix: Mixture, c: int) -> float:
+    """Fidelity: the mean exact log p(c | x) of the samples (0 is certain)."""
+    hi = torch.full((x.shape[0],), LOGSNR_MAX, dtype=torch.float64)
+    return float(log_classifier(x, mix, hi)[:, c].mean())
+
+
 PRESETS = {
+    # Three classes far apart: p(c | x) is 0 or 1 almost everywhere, so guidance has little to do.
+    "separated": Mixture(means=((-0.55, -0.35), (0.55, -0.35), (0.0, 0.55)),
+                         covs=(((0.02, 0.0), (0.0, 0.02)),) * 3, weights=(1 / 3, 1 / 3, 1 / 3), classes=(0, 1, 2),
+                         class_names=("a", "b", "c")),
+    # Class 0 has a rare, thin mode (5 % of its mass): guidance's loss of diversity shows as that mode disappearing.
+    "rare-mode": Mixture(means=((-0.35, 0.0), (0.45, 0.55), (0.35, -0.1)),
+                         covs=(((0.05, 0.0), (0.0, 0.05)), ((0.004, 0.0), (0.0, 0.004)), ((0.05, 0.0), (0.0, 0.05))),
+                         weights=(0.475, 0.025, 0.5), classes=(0, 0, 1), class_names=("with a rare mode", "other")),
     # Two classes whose supports overlap around the origin, so p(c | x) is far from 0 and 1 on a visible region.
     "overlap": Mixture(means=((-0.3, 0.0), (0.3, 0.0), (0.0, 0.45)),
                        covs=(((0.04, 0.0), (0.0, 0.04)), ((0.04, 0.0), (0.0, 0.04)), ((0.02, 0.0), (0.0, 0.02))),
                        weights=(0.4, 0.4, 0.2), classes=(0, 1, 1), class_names=("left", "right")),
 }
+
+
+@dataclass(frozen=True)
+class LabRow:
+    """What the lab measures for one method and w on class c (energy distances against exact draws)."""
+
+    method: str
+    w: float
+    fidelity: float
+    coverage: float
+    to_data: float
+    to_tilted: float
+    floor: float
+
+    def text(self) -> str:
+        return (f"{self.method:>13} w = {self.w:4g} (s = {1 + self.w:g}): mean log p(c|x) {self.fidelity:7.3f}  "
+                f"mode coverage {self.coverage:.2f}  energy to p(x|c) {self.to_data:.4f}  to p_w {self.to_tilted:.4f}  "
+                f"(two exact draws: {self.floor:.4f})")
+
+
+def measure(mix: Mixture, c: int, w: float, sampling, n: int = 2000, guide: Mixture | None = None) -> LabRow:
+    """Sample class c at weight w with the exact model (and an exact weaker guide for autoguidance), then read fidelity,
+    mode coverage and the energy distances to exact draws of p(x | c) and of the tilted p_w(x | c)."""
+    from core.sampling import generate
+
+    model = ExactModel(mix).eval()
+    x = generate(model, list(range(n)), [c] * n, [w], sampling,
+                 guide_model=ExactModel(guide).eval() if guide is not None else None)[0].reshape(-1, 2).double()
+    ref, tilt = sample_tilted(mix, c, 0.0, n, seed=1), sample_tilted(mix, c, w, n, seed=2)
+    return LabRow(sampling.opts.method, w, fidelity(x, mix, c), mode_coverage(x, mix, c), energy_distance(x, ref),
+                  energy_distance(x, tilt), energy_distance(sample_tilted(mix, c, w, n, seed=3), tilt))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m core.toy --preset overlap --class 0 --w 0 1 3 8`: the exact lab's table, per method and w."""
+    from core.cli import Parser, add_method_args, method_options
+    from core.sampling import SAMPLERS, SamplerConfig
+
+    ap = Parser(description=__doc__)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="overlap")
+    ap.add_argument("--class", dest="cls", type=int, default=0)
+    ap.add_argument("--w", type=float, nargs="+", default=[0.0, 1.0, 3.0, 8.0])
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--sampler", choices=SAMPLERS, default="ddim")
+    ap.add_argument("--inflate", type=float, default=2.0, help="autoguidance's bad model: covariances × this")
+    add_method_args(ap)
+    a = ap.parse_args(argv)
+    mix = PRESETS[a.preset]
+    if not 0 <= a.cls < mix.num_classes:
+        ap.error(f"--class must be in 0..{mix.num_classes - 1} for {a.preset!r}, got {a.cls}")
+    if a.n < 2:
+        ap.error(f"--n must be ≥ 2, got {a.n}")
+    opts = method_options(a)
+    guide = degraded(mix, a.inflate) if opts.spec.guide else None
+    print(f"# exact lab: {a.preset}, class {a.cls} ({mix.class_names[a.cls]}), {a.sampler} T = {a.steps}, N = {a.n}, "
+          f"x̂ not clipped")
+    for w in a.w:
+        print(measure(mix, a.cls, w, SamplerConfig(a.sampler, a.steps, clip_x=False, opts=opts), a.n, guide).text(),
+              flush=True)
+
+
+if __name__ == "__main__":
+    from core.cli import run
+
+    run(main)

@@ -198,6 +198,7 @@ BAD_ARGUMENTS = [  # (CLI, arguments, what the one line must say): issue #21's c
     ("core.train", ["diffusion", "--out", "assets/x_bad", "--guide-for", "digits"], "use --out assets/digits_bad"),
     ("core.metrics", ["--write-ref", "--model", "no-such-model"], "unknown model 'no-such-model'"),
     ("core.data", ["emoji"], "emoji needs --npm-dir DIR"),
+    ("core.toy", ["--preset", "overlap", "--class", "5"], "--class must be in 0..1"),
 ]
 
 
@@ -215,3 +216,19 @@ def test_a_bad_argument_is_one_line_and_exit_2(tmp_path, cli, args, message):
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     assert "Traceback" not in r.stderr and len(lines) == 1 and lines[0].startswith("error: "), r.stderr[-2000:]
     assert message in lines[0], lines[0]
+
+
+def test_the_exact_lab_cli_prints_one_row_per_w(tmp_path):
+    """`python -m core.toy` (issue #23): one row per w, fidelity rising with w on the overlap preset."""
+    import re
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    r = subprocess.run([sys.executable, "-m", "core.toy", "--preset", "overlap", "--w", "0", "3", "--n", "300",
+                        "--steps", "16"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [l for l in r.stdout.splitlines() if " w = " in l]
+    fid = [float(re.search(r"mean log p\(c\|x\)\s+(-?[0-9.]+)", l).group(1)) for l in rows]
+    assert len(rows) == 2 and fid[1] > fid[0]
