@@ -236,9 +236,11 @@ class LabRow:
                 f"(two exact draws: {self.floor:.4f})")
 
 
-def measure(mix: Mixture, c: int, w: float, sampling, n: int = 2000, guide: Mixture | None = None) -> LabRow:
+def measure(mix: Mixture, c: int, w: float, sampling, n: int = 2000,
+            guide: Mixture | None = None) -> tuple[LabRow, Tensor]:
     """Sample class c at weight w with the exact model (and an exact weaker guide for autoguidance), then read fidelity,
-    mode coverage and the energy distances to exact draws of p(x | c) and of the tilted p_w(x | c)."""
+    mode coverage and the energy distances to exact draws of p(x | c) and of the tilted p_w(x | c); returns the row and
+    the samples (n, 2)."""
     from core.sampling import generate
 
     model = ExactModel(mix).eval()
@@ -246,7 +248,7 @@ def measure(mix: Mixture, c: int, w: float, sampling, n: int = 2000, guide: Mixt
                  guide_model=ExactModel(guide).eval() if guide is not None else None)[0].reshape(-1, 2).double()
     ref, tilt = sample_tilted(mix, c, 0.0, n, seed=1), sample_tilted(mix, c, w, n, seed=2)
     return LabRow(sampling.opts.method, w, fidelity(x, mix, c), mode_coverage(x, mix, c), energy_distance(x, ref),
-                  energy_distance(x, tilt), energy_distance(sample_tilted(mix, c, w, n, seed=3), tilt))
+                  energy_distance(x, tilt), energy_distance(sample_tilted(mix, c, w, n, seed=3), tilt)), x
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -274,8 +276,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# exact lab: {a.preset}, class {a.cls} ({mix.class_names[a.cls]}), {a.sampler} T = {a.steps}, N = {a.n}, "
           f"x̂ not clipped")
     for w in a.w:
-        print(measure(mix, a.cls, w, SamplerConfig(a.sampler, a.steps, clip_x=False, opts=opts), a.n, guide).text(),
-              flush=True)
+        row, _ = measure(mix, a.cls, w, SamplerConfig(a.sampler, a.steps, clip_x=False, opts=opts), a.n, guide)
+        print(row.text(), flush=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from core.guidance import (DYNAMIC_THRESHOLD_P, GUIDANCE_INTERVAL, METHOD_TABLE,
 from core.images import grid_image
 from core.metrics import class_balanced_accuracy, colour_stats, per_class_accuracy
 from core.noise import NoiseConfig
+from core import toy
 from core.registry import DEFAULT_MODEL, ModelCard
 from core.sampling import (DEFAULT_V, SamplerConfig, generate, generate_classifier_guided, generate_with_raw_x,
                            sampling_logsnrs)
@@ -639,3 +640,38 @@ def precomputed_plane(rt: Runtime, model=DEFAULT_MODEL) -> tuple[object, object]
         (_data_colour(slot)["mean_saturation"], "real data"),
         (class_balanced_accuracy(*_data_reading(slot)), "real held-out data (class-balanced)"))
     return plots.method_plane_figure({}, shipped, card), fig
+
+
+# ---------------------------------------------------------------- tab: the exact 2-D lab (issue #23)
+
+TOY_GRID = 81  # the lab's density contours: 81 × 81 points
+
+
+def toy_lab(rt: Runtime, preset: str, cls, w_list, method_label: str, n, steps, sampler: str) -> tuple[object, str]:
+    """CFG (or another method) with the exact scores of a 2-D Gaussian mixture: samples over p_w's contours per w, and
+    the lab's measures against exact draws (no learned network: what is seen is the method alone)."""
+    if preset not in toy.PRESETS:
+        raise gr.Error(f"unknown preset {preset!r}: choose one of {', '.join(toy.PRESETS)}")
+    mix = toy.PRESETS[preset]
+    c = check_class(cls, mix.num_classes)
+    ws = parse_w_list(w_list, max_values=4)
+    if method_label not in METHOD_KEYS:
+        raise gr.Error(f"unknown method {method_label!r}: choose from {', '.join(METHOD_KEYS)}")
+    opts = GuidanceOptions(method=METHOD_KEYS[method_label])
+    if opts.spec.w_range is not None and not all(opts.spec.w_range[0] <= w <= opts.spec.w_range[1] for w in ws):
+        raise gr.Error(f"{method_label}'s {opts.spec.weight} must be in [{opts.spec.w_range[0]:g}, {opts.spec.w_range[1]:g}]")
+    n = check_int(n, "N (samples per w)", 10, 2000)
+    sc = replace(_sampling(sampler, steps, opts=opts), clip_x=False)
+    guide = toy.degraded(mix) if opts.spec.guide else None
+    grid = toy.density_grid(TOY_GRID)
+    panels, rows = [], []
+    for w in ws:
+        row, x = toy.measure(mix, c, w, sc, n, guide)
+        dens = torch.softmax(toy.tilted_log_density(grid, mix, c, w), 0).reshape(TOY_GRID, TOY_GRID)
+        panels.append((f"{opts.spec.weight_text(w)}" + (f" (s={1 + w:g})" if opts.spec.weight == "w" else ""),
+                       x.numpy(), dens.numpy()))
+        rows.append(f"| {w:g} | {row.fidelity:.3f} | {row.coverage:.2f} | {row.to_data:.4f} | {row.to_tilted:.4f} | "
+                    f"{row.floor:.4f} |")
+    table = "\n".join([f"| {opts.spec.weight} | mean log p(c\\|x) | mode coverage | energy to p(x\\|c) | energy to p_w | "
+                       "two exact draws |", "|---|---|---|---|---|---|", *rows])
+    return plots.toy_figure(panels, toy.GRID_LIM), table

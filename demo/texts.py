@@ -150,3 +150,16 @@ package. The prepared colour data uses Noto Emoji (Apache-2.0) and Twemoji graph
 contributors (CC-BY 4.0). The selected model's card above names its data source and licence. Paper: J. Ho and T. Salimans,
 *Classifier-Free Diffusion Guidance* (2021).
 """
+
+TOY = r"""
+**The exact 2-D lab.** No network here: the "model" is a 2-D Gaussian mixture whose every noisy marginal is again a
+Gaussian mixture, so $\epsilon^*(z_\lambda, c) = -\sigma_\lambda \nabla_z \log p_\lambda(z \mid c)$, the unconditional
+$\epsilon^*(z_\lambda)$ and the noisy classifier $p_\lambda(c \mid z)$ are exact (`core/toy.py`). The app's own samplers and
+guidance code run on it, with $\hat x$ clipping off. What you see is the method alone, not a network's errors. Blue is the
+density CFG is often said to sample, $p_w(x \mid c) \propto p(x \mid c)^{1+w} p(x)^{-w} = p(x \mid c)\,p(c \mid x)^w$ up to a
+constant; red are the samples. At $w = 0$ the samples match $p(x \mid c)$ to the two-exact-draws floor; for $w > 0$ they
+move far from $p_w$ too (Bradley & Nakkiran 2024: CFG is not sampling $p_w$), fidelity (mean $\log p(c \mid x)$) rises
+and, on `rare-mode`, the rare mode loses its samples. Autoguidance with a blurred copy of the mixture as its "bad model"
+stays much closer to the data (Karras et al. 2024). Energy distances are against exact draws; the last column is two
+independent exact draws of $p_w$, the noise floor. Presets: `overlap` (classes share a region), `separated`, `rare-mode`.
+"""

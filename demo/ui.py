@@ -323,6 +323,25 @@ def _beyond_tab(rt: Runtime, model, card: ModelCard, classes: list):
     return methods, plane, saturation
 
 
+def _toy_tab(rt: Runtime) -> None:
+    from core.toy import PRESETS
+
+    gr.Markdown(texts.TOY, latex_delimiters=texts.LATEX)
+    with gr.Row():
+        preset = Radio(sorted(PRESETS), value="rare-mode", label="preset (data in [−1, 1]²)")
+        cls = Number(0, precision=0, label="class c (0 = the first)")
+        ws = gr.Textbox("0, 1, 3, 8", label="w values (up to 4)")
+        method = Radio([m.label for m in METHOD_TABLE], value="CFG", label="method")
+    with gr.Row():
+        n = Slider(10, 2000, value=600, step=10, label="N samples per w")
+        steps = Slider(1, MAX_STEPS, value=32, step=1, label="steps T")
+        sampler = Radio(list(SAMPLERS), value="ddim", label="sampler")
+    btn = gr.Button("Sample with exact scores", variant="primary", elem_id="toy-run")
+    fig = gr.Plot(label="samples over p_w(x|c), per w", elem_id="toy-plot", elem_classes="wide-plot")
+    table = gr.Markdown(elem_id="toy-table")
+    btn.click(_bind(rt, H.toy_lab), [preset, cls, ws, method, n, steps, sampler], [fig, table], api_name="toy_lab")
+
+
 def build_demo(rt: Runtime | None = None) -> gr.Blocks:
     """Build the app over the runtime's shipped models (a new Runtime by default)."""
     rt = rt if rt is not None else Runtime()
@@ -349,6 +368,8 @@ def build_demo(rt: Runtime | None = None) -> gr.Blocks:
                 _curves_tab(rt, model)
             with gr.Tab("Beyond CFG", id="beyond"):
                 methods, plane, saturation = _beyond_tab(rt, model, card, classes)
+            with gr.Tab("Exact 2-D lab", id="toy"):
+                _toy_tab(rt)
             with gr.Tab("The idea", id="idea"):
                 gr.Markdown(texts.IDEA, latex_delimiters=texts.LATEX)
         gr.Markdown(texts.FOOTER)

@@ -29,9 +29,9 @@ def test_generate_grid_in_a_real_browser(app_url):
         page.locator("#model-select input").click()
         page.get_by_role("option", name="digits").click()
         expect(page.locator("#model-card")).to_contain_text("Licence")
-        # All eight tabs fit in the tab bar at this width (none hidden in an overflow menu).
+        # All nine tabs fit in the tab bar at this width (none hidden in an overflow menu).
         for name in ["Guidance sweep", "Inside one step", "Truncation", "Classifier guidance", "Saturation lab",
-                     "FID / IS curves", "Beyond CFG", "The idea"]:
+                     "FID / IS curves", "Beyond CFG", "Exact 2-D lab", "The idea"]:
             expect(page.get_by_role("tab", name=name)).to_be_visible(timeout=10_000)
         page.get_by_role("tab", name="Guidance sweep").click()
         page.locator("#generate-grid").click()
@@ -99,7 +99,7 @@ def _boxes_overlap(a: dict, b: dict) -> bool:
 
 
 TABS = ["Guidance sweep", "Inside one step", "Truncation", "Classifier guidance", "Saturation lab", "FID / IS curves",
-        "Beyond CFG", "The idea"]
+        "Beyond CFG", "Exact 2-D lab", "The idea"]
 
 
 @pytest.mark.parametrize("width", [390, 1400])
@@ -144,4 +144,10 @@ def test_layout_on_a_phone_and_a_desktop(app_url, tmp_path, width):
             for j in range(i + 1, len(boxes)):
                 assert not _boxes_overlap(boxes[i], boxes[j]), (boxes[i], boxes[j])
         page.screenshot(path=str(tmp_path / f"curves_{width}.png"), full_page=True)
+        # The exact 2-D lab (issue #23) samples and draws its panels, with its table.
+        page.get_by_role("tab", name="Exact 2-D lab").click()
+        page.locator("#toy-run").click()
+        expect(page.locator("#toy-plot .main-svg").first).to_be_visible(timeout=90_000)
+        expect(page.locator("#toy-table")).to_contain_text("mode coverage", timeout=90_000)
+        page.screenshot(path=str(tmp_path / f"toy_{width}.png"), full_page=True)
         browser.close()

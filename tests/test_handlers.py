@@ -325,3 +325,17 @@ def test_inside_step_info_names_the_step_the_slider_shows(rt):
         assert info.startswith(f"step i = {i} of 0…5:"), info
     assert H.step_range(6)["maximum"] == 5
     assert H.INSIDE_STEP <= H.INSIDE_STEPS - 1
+
+
+def test_exact_lab_handler_draws_each_w_over_its_tilted_density(rt):
+    """Issue #23's tab: per w, p_w's contours and the samples, and the lab's table; bad input is one clear error."""
+    fig, table = H.toy_lab(rt, "rare-mode", 0, "0, 3", "CFG", 400, 32, "ddim")
+    assert [t.type for t in fig.data] == ["contour", "scatter", "contour", "scatter"]
+    assert len(fig.data[1].x) == 400 and table.count("\n| ") == 2  # one row per w under the header
+    rows = [l.split("|") for l in table.splitlines()[2:]]
+    assert float(rows[0][3]) == 1.0 and float(rows[1][3]) == 0.5  # the rare mode loses its samples at w = 3
+    for args, message in [(("nope", 0, "1", "CFG", 50, 8, "ddim"), "unknown preset"),
+                          (("overlap", 2, "1", "CFG", 50, 8, "ddim"), "class must be between 0 and 1"),
+                          (("overlap", 0, "2", "CFG++", 50, 8, "ddim"), "CFG\\+\\+'s scale must be in \\[0, 1\\]")]:
+        with pytest.raises(gr.Error, match=message):
+            H.toy_lab(rt, *args)

@@ -83,8 +83,8 @@ def test_tilted_draws_at_w0_are_the_class_conditional_and_differ_from_cfg_at_w3(
     samples sit far from p_w (Bradley & Nakkiran 2024: CFG does not sample the tilted density)."""
     from core.toy import measure
 
-    row0 = measure(MIX, 0, 0.0, SamplerConfig("ddim", 32, clip_x=False), n=600)
-    row3 = measure(MIX, 0, 3.0, SamplerConfig("ddim", 32, clip_x=False), n=600)
+    row0, _ = measure(MIX, 0, 0.0, SamplerConfig("ddim", 32, clip_x=False), n=600)
+    row3, _ = measure(MIX, 0, 3.0, SamplerConfig("ddim", 32, clip_x=False), n=600)
     assert row0.to_data < 5 * row0.floor + 0.003 and row0.coverage == 1.0
     assert row3.to_tilted > 50 * row3.floor and row3.fidelity > row0.fidelity  # guidance: more fidelity, not p_w
 
@@ -95,11 +95,11 @@ def test_guidance_drops_the_rare_mode_and_autoguidance_stays_closer_to_the_data(
 
     rare = PRESETS["rare-mode"]
     sc = SamplerConfig("ddim", 32, clip_x=False)
-    assert measure(rare, 0, 0.0, sc, n=600).coverage == 1.0 and measure(rare, 0, 3.0, sc, n=600).coverage == 0.5
-    cfg = measure(MIX, 0, 3.0, sc, n=600)
-    auto = measure(MIX, 0, 3.0, SamplerConfig("ddim", 32, clip_x=False, opts=GuidanceOptions(method="autoguidance")),
-                   n=600, guide=degraded(MIX))
-    assert auto.to_data < 0.5 * cfg.to_data and auto.fidelity > measure(MIX, 0, 0.0, sc, n=600).fidelity
+    assert measure(rare, 0, 0.0, sc, n=600)[0].coverage == 1.0 and measure(rare, 0, 3.0, sc, n=600)[0].coverage == 0.5
+    cfg, _ = measure(MIX, 0, 3.0, sc, n=600)
+    auto, _ = measure(MIX, 0, 3.0, SamplerConfig("ddim", 32, clip_x=False, opts=GuidanceOptions(method="autoguidance")),
+                      n=600, guide=degraded(MIX))
+    assert auto.to_data < 0.5 * cfg.to_data and auto.fidelity > measure(MIX, 0, 0.0, sc, n=600)[0].fidelity
 
 
 def test_energy_distance_is_zero_for_equal_samples_and_grows_with_a_shift():
