@@ -152,6 +152,8 @@ class RunOptions:
     """How one training run is executed (not recorded as a hyper-parameter): device, resuming and checkpoints.
 
     stop_at: checkpoint and return None after that step, as an interrupted run would (for time-boxed runs and tests).
+    snapshot_every: also keep the EMA weights every that many steps (runs/NAME/ema_STEP.safetensors), for the curve of
+    quality against training time; None = never.
     """
 
     device: str = "auto"
@@ -159,6 +161,7 @@ class RunOptions:
     ckpt_minutes: float = 5.0
     log_every: int = 50
     stop_at: int | None = None
+    snapshot_every: int | None = None
 
 
 @dataclass
@@ -261,6 +264,9 @@ def train(kind: str, out: Path, cfg: TrainConfig, model_cfg, opts: RunOptions = 
             if time.time() - last_ckpt > opts.ckpt_minutes * 60 or run.step in (cfg.steps, opts.stop_at):
                 _save_ckpt(run.ckpt, run.step, run.model, run.ema, run.opt, run.gen)
                 last_ckpt = time.time()
+            if opts.snapshot_every and run.step % opts.snapshot_every == 0:
+                save_file({k: v.detach().cpu().contiguous() for k, v in run.ema.state_dict().items()},
+                          str(run.ckpt.parent / f"ema_{run.step:06d}.safetensors"))
             if run.step == opts.stop_at:
                 bar.close()
                 log.write(json.dumps({"stopped_at": run.step, "steps_this_run": run.step - first_step}) + "\n")
@@ -323,6 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--stop-at", type=int, default=None, help="checkpoint and stop after this step (resume later)")
+    ap.add_argument("--snapshot-every", type=int, default=None, help="keep the EMA weights every this many steps")
     ap.add_argument("--balanced", action="store_true", help="class-balanced minibatches")
     ap.add_argument("--flip-classes", type=int, nargs="*", default=[], help="classes that may be mirrored left–right")
     ap.add_argument("--guide-for", default=None, help="train autoguidance's weaker model for this model (--out assets/NAME_bad)")
@@ -341,8 +348,8 @@ def main(argv: list[str] | None = None) -> None:
                                 **shape)
         tcfg = TrainConfig(a.task, a.steps, a.batch, a.lr or 2e-3, p_uncond=0.0, seed=a.seed, augment_shift=2,
                            ema_decay=0.995, dataset=a.dataset, flip_classes=tuple(a.flip_classes), balanced=a.balanced)
-    rec = train(a.task, a.out, tcfg, mcfg, RunOptions(a.device, a.resume, a.ckpt_minutes, stop_at=a.stop_at),
-                guide_for=a.guide_for)
+    rec = train(a.task, a.out, tcfg, mcfg, RunOptions(a.device, a.resume, a.ckpt_minutes, stop_at=a.stop_at,
+                                                      snapshot_every=a.snapshot_every), guide_for=a.guide_for)
     if rec is None:
         print(f"stopped after step {a.stop_at}; continue with --resume")
         return
