@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -196,6 +197,21 @@ def mode_coverage(x: Tensor, mix: Mixture, c: int, min_share: float = 0.02) -> f
     return float((shares >= min_share).double().mean())
 
 
+def outside_share(x: Tensor, mix: Mixture, c: int, mass: float = 0.95) -> float:
+    """The share of samples outside class c's highest-density region holding `mass` of p(x | c), found on the grid
+    (Chidambaram et al. 2024: guidance pushes samples to the edge of the support, and past it)."""
+    grid = density_grid()
+    hi = torch.full((grid.shape[0],), LOGSNR_MAX, dtype=torch.float64)
+    logp = log_density(grid, mix, hi, torch.full((grid.shape[0],), c, dtype=torch.long))
+    p = torch.softmax(logp, 0)
+    order = torch.argsort(p, descending=True)
+    level = logp[order[torch.searchsorted(torch.cumsum(p[order], 0), torch.tensor(mass, dtype=torch.float64))]]
+    xs = _flat(x)
+    inside = log_density(xs, mix, hi[: xs.shape[0]].new_full((xs.shape[0],), LOGSNR_MAX),
+                         torch.full((xs.shape[0],), c, dtype=torch.long)) >= level
+    return float(1.0 - inside.double().mean())
+
+
 def fidelity(x: Tensor, mix: Mixture, c: int) -> float:
     """Fidelity: the mean exact log p(c | x) of the samples (0 is certain)."""
     hi = torch.full((x.shape[0],), LOGSNR_MAX, dtype=torch.float64)
@@ -226,46 +242,63 @@ class LabRow:
     w: float
     fidelity: float
     coverage: float
+    outside: float
     to_data: float
     to_tilted: float
     floor: float
 
     def text(self) -> str:
         return (f"{self.method:>13} w = {self.w:4g} (s = {1 + self.w:g}): mean log p(c|x) {self.fidelity:7.3f}  "
-                f"mode coverage {self.coverage:.2f}  energy to p(x|c) {self.to_data:.4f}  to p_w {self.to_tilted:.4f}  "
-                f"(two exact draws: {self.floor:.4f})")
+                f"mode coverage {self.coverage:.2f}  outside the 95 % region {self.outside:.3f}  energy to p(x|c) "
+                f"{self.to_data:.4f}  to p_w {self.to_tilted:.4f}  (two exact draws: {self.floor:.4f})")
 
 
-def measure(mix: Mixture, c: int, w: float, sampling, n: int = 2000,
-            guide: Mixture | None = None) -> tuple[LabRow, Tensor]:
+def measure(mix: Mixture, c: int, w: float, sampling, n: int = 2000, guide: Mixture | None = None,
+            seed: int = 0) -> tuple[LabRow, Tensor]:
     """Sample class c at weight w with the exact model (and an exact weaker guide for autoguidance), then read fidelity,
     mode coverage and the energy distances to exact draws of p(x | c) and of the tilted p_w(x | c); returns the row and
     the samples (n, 2)."""
     from core.sampling import generate
 
     model = ExactModel(mix).eval()
-    x = generate(model, list(range(n)), [c] * n, [w], sampling,
+    x = generate(model, list(range(seed, seed + n)), [c] * n, [w], sampling,
                  guide_model=ExactModel(guide).eval() if guide is not None else None)[0].reshape(-1, 2).double()
     ref, tilt = sample_tilted(mix, c, 0.0, n, seed=1), sample_tilted(mix, c, w, n, seed=2)
-    return LabRow(sampling.opts.method, w, fidelity(x, mix, c), mode_coverage(x, mix, c), energy_distance(x, ref),
-                  energy_distance(x, tilt), energy_distance(sample_tilted(mix, c, w, n, seed=3), tilt)), x
+    return LabRow(sampling.opts.method, w, fidelity(x, mix, c), mode_coverage(x, mix, c), outside_share(x, mix, c),
+                  energy_distance(x, ref), energy_distance(x, tilt),
+                  energy_distance(sample_tilted(mix, c, w, n, seed=3), tilt)), x
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m core.toy --preset overlap --class 0 --w 0 1 3 8`: the exact lab's table, per method and w."""
-    from core.cli import Parser, add_method_args, method_options
-    from core.sampling import SAMPLERS, SamplerConfig
+def _parser():
+    from core.cli import Parser, add_method_args
+    from core.sampling import SAMPLERS
 
     ap = Parser(description=__doc__)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="overlap")
+    ap.add_argument("--list-presets", action="store_true", help="print the presets and stop")
     ap.add_argument("--class", dest="cls", type=int, default=0)
-    ap.add_argument("--w", type=float, nargs="+", default=[0.0, 1.0, 3.0, 8.0])
+    ap.add_argument("--w", type=float, nargs="+", default=[0.0, 1.0, 3.0])
     ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--sampler", choices=SAMPLERS, default="ddim")
+    ap.add_argument("--seed", type=int, default=0, help="the first seed (seeds S … S + N − 1, the same for every w)")
     ap.add_argument("--inflate", type=float, default=2.0, help="autoguidance's bad model: covariances × this")
+    ap.add_argument("--npz", type=Path, default=None, help="write samples, w, labels, tilted draws and the mixture")
     add_method_args(ap)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m core.toy --preset overlap --class 0 --w 0 1 3`: the exact lab's table, per w, and optionally an npz."""
+    from core.cli import method_options
+    from core.sampling import SamplerConfig
+
+    ap = _parser()
     a = ap.parse_args(argv)
+    if a.list_presets:
+        for name, m in PRESETS.items():
+            print(f"{name}: {len(m.means)} components, classes {', '.join(m.class_names)}")
+        return
     mix = PRESETS[a.preset]
     if not 0 <= a.cls < mix.num_classes:
         ap.error(f"--class must be in 0..{mix.num_classes - 1} for {a.preset!r}, got {a.cls}")
@@ -273,11 +306,22 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--n must be ≥ 2, got {a.n}")
     opts = method_options(a)
     guide = degraded(mix, a.inflate) if opts.spec.guide else None
+    sc = SamplerConfig(a.sampler, a.steps, clip_x=False, opts=opts)
     print(f"# exact lab: {a.preset}, class {a.cls} ({mix.class_names[a.cls]}), {a.sampler} T = {a.steps}, N = {a.n}, "
           f"x̂ not clipped")
+    samples = []
     for w in a.w:
-        row, _ = measure(mix, a.cls, w, SamplerConfig(a.sampler, a.steps, clip_x=False, opts=opts), a.n, guide)
+        row, x = measure(mix, a.cls, w, sc, a.n, guide, a.seed)
+        samples.append(x.float().numpy())
         print(row.text(), flush=True)
+    if a.npz:
+        mu, cov, log_pi, cls = mix.tensors()
+        np.savez_compressed(a.npz, samples=np.stack(samples), w=np.asarray(a.w, np.float64),
+                            labels=np.full(a.n, a.cls, np.int64),
+                            tilted=np.stack([sample_tilted(mix, a.cls, w, a.n, seed=2).float().numpy() for w in a.w]),
+                            means=mu.numpy(), covs=cov.numpy(), weights=log_pi.exp().numpy(),
+                            component_class=cls.numpy())
+        print(f"wrote {a.npz}")
 
 
 if __name__ == "__main__":

@@ -670,8 +670,8 @@ def toy_lab(rt: Runtime, preset: str, cls, w_list, method_label: str, n, steps, 
         dens = torch.softmax(toy.tilted_log_density(grid, mix, c, w), 0).reshape(TOY_GRID, TOY_GRID)
         panels.append((f"{opts.spec.weight_text(w)}" + (f" (s={1 + w:g})" if opts.spec.weight == "w" else ""),
                        x.numpy(), dens.numpy()))
-        rows.append(f"| {w:g} | {row.fidelity:.3f} | {row.coverage:.2f} | {row.to_data:.4f} | {row.to_tilted:.4f} | "
-                    f"{row.floor:.4f} |")
-    table = "\n".join([f"| {opts.spec.weight} | mean log p(c\\|x) | mode coverage | energy to p(x\\|c) | energy to p_w | "
-                       "two exact draws |", "|---|---|---|---|---|---|", *rows])
+        rows.append(f"| {w:g} | {row.fidelity:.3f} | {row.coverage:.2f} | {row.outside:.3f} | {row.to_data:.4f} | "
+                    f"{row.to_tilted:.4f} | {row.floor:.4f} |")
+    table = "\n".join([f"| {opts.spec.weight} | mean log p(c\\|x) | mode coverage | outside the 95 % region | "
+                       "energy to p(x\\|c) | energy to p_w | two exact draws |", "|---|---|---|---|---|---|---|", *rows])
     return plots.toy_figure(panels, toy.GRID_LIM), table

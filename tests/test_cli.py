@@ -226,9 +226,14 @@ def test_the_exact_lab_cli_prints_one_row_per_w(tmp_path):
 
     from conftest import ROOT
 
+    npz = tmp_path / "lab.npz"
     r = subprocess.run([sys.executable, "-m", "core.toy", "--preset", "overlap", "--w", "0", "3", "--n", "300",
-                        "--steps", "16"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                        "--steps", "16", "--npz", str(npz)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [l for l in r.stdout.splitlines() if " w = " in l]
     fid = [float(re.search(r"mean log p\(c\|x\)\s+(-?[0-9.]+)", l).group(1)) for l in rows]
     assert len(rows) == 2 and fid[1] > fid[0]
+    with np.load(npz) as f:
+        assert f["samples"].shape == (2, 300, 2) and f["tilted"].shape == (2, 300, 2) and list(f["w"]) == [0.0, 3.0]
+        assert f["means"].shape == (3, 2) and f["covs"].shape == (3, 2, 2) and abs(f["weights"].sum() - 1) < 1e-12
+        assert (f["labels"] == 0).all() and list(f["component_class"]) == [0, 1, 1]

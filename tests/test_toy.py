@@ -100,6 +100,8 @@ def test_guidance_drops_the_rare_mode_and_autoguidance_stays_closer_to_the_data(
     auto, _ = measure(MIX, 0, 3.0, SamplerConfig("ddim", 32, clip_x=False, opts=GuidanceOptions(method="autoguidance")),
                       n=600, guide=degraded(MIX))
     assert auto.to_data < 0.5 * cfg.to_data and auto.fidelity > measure(MIX, 0, 0.0, sc, n=600)[0].fidelity
+    # CFG pushes samples out of the class's 95 % region (Chidambaram et al. 2024); autoguidance keeps them inside.
+    assert cfg.outside > 0.08 and auto.outside < 0.02
 
 
 def test_energy_distance_is_zero_for_equal_samples_and_grows_with_a_shift():
@@ -108,3 +110,11 @@ def test_energy_distance_is_zero_for_equal_samples_and_grows_with_a_shift():
     a = _points(300, seed=4)
     assert abs(energy_distance(a, a)) < 1e-12
     assert energy_distance(a, a + 0.5) > energy_distance(a, a + 0.1) > 0.005
+
+
+def test_outside_share_of_exact_draws_is_the_region_s_complement():
+    """Exact draws of p(x | c) fall outside its 95 % highest-density region 5 % of the time."""
+    from core.toy import outside_share, sample_tilted
+
+    x = sample_tilted(MIX, 0, 0.0, 4000, seed=5)
+    assert abs(outside_share(x, MIX, 0) - 0.05) < 0.012
