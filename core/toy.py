@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -62,13 +63,14 @@ def _component_log_probs(z: Tensor, mix: Mixture, logsnr: Tensor) -> tuple[Tenso
     alpha, sigma = alpha_sigma(logsnr.to(torch.float64))
     # 1. The noisy components: mean α μ_k, covariance α² Σ_k + σ² I, per point (B, K, …).
     m = alpha[:, None, None] * mu[None]
-    s = alpha[:, None, None, None] ** 2 * cov[None] + sigma[:, None, None, None] ** 2 * torch.eye(2, dtype=torch.float64)
-    prec = torch.linalg.inv(s)
+    a2, s2 = (alpha**2)[:, None], (sigma**2)[:, None]
+    sxx, sxy, syy = a2 * cov[None, :, 0, 0] + s2, a2 * cov[None, :, 0, 1], a2 * cov[None, :, 1, 1] + s2
+    det = sxx * syy - sxy * sxy  # the 2 × 2 covariance's determinant and inverse, in closed form
     d = z[:, None, :] - m
-    pd = torch.einsum("bkij,bkj->bki", prec, d)
+    pd = torch.stack([syy * d[..., 0] - sxy * d[..., 1], sxx * d[..., 1] - sxy * d[..., 0]], -1) / det[..., None]
     # 2. The Gaussian log densities.
     quad = (d * pd).sum(-1)
-    log_n = -0.5 * quad - 0.5 * torch.logdet(s) - math.log(2 * math.pi)
+    log_n = -0.5 * quad - 0.5 * torch.log(det) - math.log(2 * math.pi)
     return log_pi[None] + log_n, pd, cls
 
 
@@ -88,10 +90,11 @@ def log_density(z: Tensor, mix: Mixture, logsnr: Tensor, c: Tensor | None = None
 
 
 def score(z: Tensor, mix: Mixture, logsnr: Tensor, c: Tensor | None = None) -> Tensor:
-    """∇_z log p_λ(z | c) (c = None: unconditional), (B, 2) float64: −Σ_k r_k P_k (z − α μ_k)."""
+    """∇_z log p_λ(z | c) (c = None, or a row's label = the null label C: unconditional), (B, 2) float64:
+    −Σ_k r_k P_k (z − α μ_k)."""
     lp, pd, cls = _component_log_probs(_flat(z), mix, logsnr)
     if c is not None:
-        lp = lp.masked_fill(cls[None, :] != c[:, None], -math.inf)
+        lp = lp.masked_fill((cls[None, :] != c[:, None]) & (c[:, None] != mix.num_classes), -math.inf)
     r = torch.softmax(lp, 1)
     return -(r[:, :, None] * pd).sum(1)
 
@@ -136,13 +139,7 @@ class ExactModel(torch.nn.Module):
         assert z.dim() == 4 and z.shape[1:] == (2, 1, 1), z.shape
         assert logsnr.shape == (z.shape[0],) and c.shape == (z.shape[0],), (logsnr.shape, c.shape)
         _, sigma = alpha_sigma(logsnr.to(torch.float64))
-        eps = torch.empty(z.shape[0], 2, dtype=torch.float64, device=z.device)
-        uncond = c == self.cfg.null_label
-        if uncond.any():
-            eps[uncond] = -sigma[uncond, None] * score(z[uncond], self.mix, logsnr[uncond])
-        if (~uncond).any():
-            eps[~uncond] = -sigma[~uncond, None] * score(z[~uncond], self.mix, logsnr[~uncond], c[~uncond])
-        return eps.to(z.dtype).reshape(z.shape)
+        return (-sigma[:, None] * score(z, self.mix, logsnr, c)).to(z.dtype).reshape(z.shape)
 
 
 def degraded(mix: Mixture, inflate: float = 2.0) -> Mixture:
@@ -162,6 +159,14 @@ def density_grid(n: int = GRID_N, lim: float = GRID_LIM) -> Tensor:
     return torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
 
 
+@lru_cache(maxsize=16)
+def _grid_logs(mix: Mixture, c: int, grid_n: int = GRID_N) -> tuple[Tensor, Tensor, Tensor]:
+    """(the grid, log p(x | c), log p(x)) on it, computed once per mixture and class."""
+    x = density_grid(grid_n)
+    hi = torch.full((x.shape[0],), LOGSNR_MAX, dtype=torch.float64)
+    return x, log_density(x, mix, hi, torch.full((x.shape[0],), c, dtype=torch.long)), log_density(x, mix, hi)
+
+
 def tilted_log_density(x: Tensor, mix: Mixture, c: int, w: float) -> Tensor:
     """log of p_w(x | c) ∝ p(x | c)^{1+w} p(x)^{−w} = p(x | c) p(c | x)^w / p(c)^w, unnormalised: the density CFG is
     often said to sample (it does not, Bradley & Nakkiran 2024)."""
@@ -172,9 +177,8 @@ def tilted_log_density(x: Tensor, mix: Mixture, c: int, w: float) -> Tensor:
 
 def sample_tilted(mix: Mixture, c: int, w: float, n: int, seed: int = 0, grid_n: int = GRID_N) -> Tensor:
     """n exact draws from p_w(x | c) by inverse CDF on the grid, jittered uniformly within the cell, (n, 2) float64."""
-    x = density_grid(grid_n)
-    logp = tilted_log_density(x, mix, c, w)
-    prob = torch.softmax(logp, 0)
+    x, log_pc, log_p = _grid_logs(mix, c, grid_n)
+    prob = torch.softmax((1.0 + w) * log_pc - w * log_p, 0)
     g = torch.Generator().manual_seed(seed)
     idx = torch.multinomial(prob, n, replacement=True, generator=g)
     cell = 2 * GRID_LIM / (grid_n - 1)
@@ -200,15 +204,13 @@ def mode_coverage(x: Tensor, mix: Mixture, c: int, min_share: float = 0.02) -> f
 def outside_share(x: Tensor, mix: Mixture, c: int, mass: float = 0.95) -> float:
     """The share of samples outside class c's highest-density region holding `mass` of p(x | c), found on the grid
     (Chidambaram et al. 2024: guidance pushes samples to the edge of the support, and past it)."""
-    grid = density_grid()
-    hi = torch.full((grid.shape[0],), LOGSNR_MAX, dtype=torch.float64)
-    logp = log_density(grid, mix, hi, torch.full((grid.shape[0],), c, dtype=torch.long))
+    _, logp, _ = _grid_logs(mix, c)
     p = torch.softmax(logp, 0)
     order = torch.argsort(p, descending=True)
     level = logp[order[torch.searchsorted(torch.cumsum(p[order], 0), torch.tensor(mass, dtype=torch.float64))]]
     xs = _flat(x)
-    inside = log_density(xs, mix, hi[: xs.shape[0]].new_full((xs.shape[0],), LOGSNR_MAX),
-                         torch.full((xs.shape[0],), c, dtype=torch.long)) >= level
+    hi = torch.full((xs.shape[0],), LOGSNR_MAX, dtype=torch.float64)
+    inside = log_density(xs, mix, hi, torch.full((xs.shape[0],), c, dtype=torch.long)) >= level
     return float(1.0 - inside.double().mean())
 
 

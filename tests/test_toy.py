@@ -118,3 +118,41 @@ def test_outside_share_of_exact_draws_is_the_region_s_complement():
 
     x = sample_tilted(MIX, 0, 0.0, 4000, seed=5)
     assert abs(outside_share(x, MIX, 0) - 0.05) < 0.012
+
+
+def test_the_class_density_integrates_to_one_on_the_grid():
+    """p(x | c) (= p_0) and p(x) are normalised densities: their grid sums times the cell area are 1."""
+    from core.toy import GRID_LIM, GRID_N, density_grid, tilted_log_density
+
+    x = density_grid()
+    cell = (2 * GRID_LIM / (GRID_N - 1)) ** 2
+    for c in (0, 1):
+        assert abs(float(tilted_log_density(x, MIX, c, 0.0).exp().sum()) * cell - 1.0) < 1e-3
+
+
+def test_same_seed_same_point_alone_or_inside_a_grid():
+    model = ExactModel(MIX).eval()
+    sc = SamplerConfig("ancestral", 16, clip_x=False)
+    grid = generate(model, [3, 4, 5], [0, 1, 0], [0.0, 2.0], sc)
+    alone = generate(model, [4], [1], [2.0], sc)
+    assert torch.equal(grid[1, 1], alone[0, 0])
+
+
+def test_apg_with_eta_1_no_bound_no_momentum_is_cfg_on_the_toy():
+    from core.guidance import APGParams, GuidanceOptions
+
+    model = ExactModel(MIX).eval()
+    seeds, labels = list(range(8)), [s % 2 for s in range(8)]
+    cfg = generate(model, seeds, labels, [1.0, 3.0], SamplerConfig("ddim", 16, clip_x=False))
+    apg = generate(model, seeds, labels, [1.0, 3.0], SamplerConfig(
+        "ddim", 16, clip_x=False, opts=GuidanceOptions(method="apg", apg=APGParams(1.0, None, 0.0))))
+    torch.testing.assert_close(apg, cfg, rtol=1e-4, atol=1e-4)
+
+
+def test_fidelity_rises_with_w_on_overlap():
+    from core.toy import fidelity
+
+    model = ExactModel(MIX).eval()
+    x = generate(model, list(range(400)), [0] * 400, [0.0, 1.0, 3.0], SamplerConfig("ddim", 32, clip_x=False))
+    f = [fidelity(x[j].reshape(-1, 2), MIX, 0) for j in range(3)]
+    assert f[0] < f[1] < f[2]
