@@ -645,23 +645,21 @@ def precomputed_plane(rt: Runtime, model=DEFAULT_MODEL) -> tuple[object, object]
 # ---------------------------------------------------------------- tab: the exact 2-D lab (issue #23)
 
 TOY_GRID = 81  # the lab's density contours: 81 × 81 points
+TOY_WS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)  # the metric curves' weights (CFG++: its scales, TOY_SCALES)
+TOY_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def toy_lab(rt: Runtime, preset: str, cls, w_list, method_label: str, n, steps, sampler: str) -> tuple[object, str]:
     """CFG (or another method) with the exact scores of a 2-D Gaussian mixture: samples over p_w's contours per w, and
     the lab's measures against exact draws (no learned network: what is seen is the method alone)."""
-    if preset not in toy.PRESETS:
-        raise gr.Error(f"unknown preset {preset!r}: choose one of {', '.join(toy.PRESETS)}")
-    mix = toy.PRESETS[preset]
-    c = check_class(cls, mix.num_classes)
+    mix, c, n, sc = _toy_inputs(preset, cls, n, steps, sampler)
     ws = parse_w_list(w_list, max_values=4)
     if method_label not in METHOD_KEYS:
         raise gr.Error(f"unknown method {method_label!r}: choose from {', '.join(METHOD_KEYS)}")
     opts = GuidanceOptions(method=METHOD_KEYS[method_label])
     if opts.spec.w_range is not None and not all(opts.spec.w_range[0] <= w <= opts.spec.w_range[1] for w in ws):
         raise gr.Error(f"{method_label}'s {opts.spec.weight} must be in [{opts.spec.w_range[0]:g}, {opts.spec.w_range[1]:g}]")
-    n = check_int(n, "N (samples per w)", 10, 2000)
-    sc = replace(_sampling(sampler, steps, opts=opts), clip_x=False)
+    sc = replace(sc, opts=opts)
     guide = toy.degraded(mix) if opts.spec.guide else None
     grid = toy.density_grid(TOY_GRID)
     panels, rows = [], []
@@ -675,3 +673,28 @@ def toy_lab(rt: Runtime, preset: str, cls, w_list, method_label: str, n, steps, 
     table = "\n".join([f"| {opts.spec.weight} | mean log p(c\\|x) | mode coverage | outside the 95 % region | "
                        "energy to p(x\\|c) | energy to p_w | two exact draws |", "|---|---|---|---|---|---|---|", *rows])
     return plots.toy_figure(panels, toy.GRID_LIM), table
+
+
+def _toy_inputs(preset: str, cls, n, steps, sampler: str):
+    """The lab's validated preset, class, N and sampling (x̂ clipping off)."""
+    if preset not in toy.PRESETS:
+        raise gr.Error(f"unknown preset {preset!r}: choose one of {', '.join(toy.PRESETS)}")
+    mix = toy.PRESETS[preset]
+    return mix, check_class(cls, mix.num_classes), check_int(n, "N (samples per w)", 10, 2000), \
+        replace(_sampling(sampler, steps), clip_x=False)
+
+
+def toy_curves(rt: Runtime, preset: str, cls, n, steps, sampler: str) -> tuple[object, str]:
+    """The lab's measures against w for every method on the same seeds: the 2-D analogue of the FID–IS plane."""
+    mix, c, n, sc = _toy_inputs(preset, cls, n, steps, sampler)
+    curves = {}
+    t = time.perf_counter()
+    for m in METHOD_TABLE:
+        guide = toy.degraded(mix) if m.guide else None
+        ws = TOY_SCALES if m.w_range else TOY_WS
+        curves[m.label] = [toy.measure(mix, c, w, replace(sc, opts=GuidanceOptions(method=m.key)), n, guide)[0]
+                           for w in ws]
+    fig = plots.toy_curves_figure(curves, f"{preset}, class {c}: the exact lab's measures per method "
+                                          f"({sc.sampler}, T={sc.steps}, N={n}, same seeds)")
+    return fig, f"{len(METHOD_TABLE)} methods · {sum(len(v) for v in curves.values())} points · " \
+                f"{time.perf_counter() - t:.1f} s"

@@ -372,3 +372,22 @@ def toy_figure(panels: list[tuple[str, np.ndarray, np.ndarray]], lim: float) -> 
     fig.update_layout(height=380, margin=dict(l=30, r=20, t=50, b=30), legend=dict(orientation="h", y=-0.08),
                       title="blue: the tilted density p_w(x|c) ∝ p(x|c)^{1+w} p(x)^{−w}; red: the method's samples")
     return fig
+
+
+TOY_MEASURES = [("fidelity", "mean log p(c|x) ↑ (fidelity)"), ("coverage", "mode coverage ↑ (diversity)"),
+                ("outside", "share outside the 95 % region ↓"), ("to_data", "energy distance to p(x|c) ↓")]
+
+
+def toy_curves_figure(curves: dict[str, list], title: str) -> go.Figure:
+    """The exact lab's measures against each method's weight (core.toy.LabRow per point), one line per method."""
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t in TOY_MEASURES], horizontal_spacing=0.12,
+                        vertical_spacing=0.2)
+    for name, rows in curves.items():
+        for k, (key, _) in enumerate(TOY_MEASURES):
+            fig.add_trace(go.Scatter(x=[r.w for r in rows], y=[getattr(r, key) for r in rows], mode="lines+markers",
+                                     name=name, legendgroup=name, showlegend=k == 0,
+                                     line=dict(color=method_colour(name))), 1 + k // 2, 1 + k % 2)
+            fig.update_xaxes(title_text="w (CFG++: its scale)", row=1 + k // 2, col=1 + k % 2)
+    fig.update_layout(height=560, margin=dict(l=50, r=20, t=60, b=40), legend=dict(orientation="h", y=-0.15),
+                      title=title)
+    return fig

@@ -221,3 +221,15 @@ def test_the_inside_step_slider_starts_within_the_default_t(app_url):
     steps_t = next(c["props"] for c in config["components"]
                    if c.get("props", {}).get("label") == "steps T" and c["props"].get("maximum") == 64)
     assert step["maximum"] == steps_t["value"] - 1 and 0 <= step["value"] <= step["maximum"]
+
+
+def test_the_exact_lab_through_the_api(client):
+    """Issue #23's endpoints answer through gradio_client; bad input is one clear error."""
+    from gradio_client.exceptions import AppError
+
+    plot, table = client.predict("overlap", 0, "0, 3", "CFG", 200, 16, "ddim", api_name="/toy_lab")
+    assert plot is not None and "mode coverage" in table
+    plot, info = client.predict("separated", 1, 50, 8, "ddim", api_name="/toy_curves")
+    assert "4 methods" in info
+    with pytest.raises(AppError, match="unknown preset"):
+        client.predict("nope", 0, "1", "CFG", 50, 8, "ddim", api_name="/toy_lab")

@@ -339,3 +339,13 @@ def test_exact_lab_handler_draws_each_w_over_its_tilted_density(rt):
                           (("overlap", 0, "2", "CFG++", 50, 8, "ddim"), "CFG\\+\\+'s scale must be in \\[0, 1\\]")]:
         with pytest.raises(gr.Error, match=message):
             H.toy_lab(rt, *args)
+
+
+def test_exact_lab_curves_cover_every_method_on_the_same_seeds(rt):
+    from core.guidance import METHOD_TABLE
+
+    fig, info = H.toy_curves(rt, "overlap", 0, 100, 16, "ddim")
+    names = {t.name for t in fig.data}
+    assert names == {m.label for m in METHOD_TABLE} and len(fig.data) == 4 * len(METHOD_TABLE)
+    fid = next(t for t in fig.data if t.name == "CFG" and t.xaxis == "x")  # the fidelity panel
+    assert fid.y[0] < fid.y[2]  # fidelity rises from w = 0 to w = 1
