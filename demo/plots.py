@@ -391,3 +391,31 @@ def toy_curves_figure(curves: dict[str, list], title: str) -> go.Figure:
     fig.update_layout(height=560, margin=dict(l=50, r=20, t=60, b=40), legend=dict(orientation="h", y=-0.15),
                       title=title)
     return fig
+
+
+def toy_field_figure(t: np.ndarray, density: np.ndarray, arrows: tuple[np.ndarray, np.ndarray], paths: dict[str, np.ndarray],
+                     step: int, title: str) -> go.Figure:
+    """One λ of the exact lab: the noisy marginal's contours, the implicit classifier's pull σ∇log p^i(c|z) =
+    −(ε*(z, c) − ε*(z)) as arrows (tails on the grid, a dot at each head), and the paths of a few seeds (big dots: where
+    they are at this step)."""
+    fig = go.Figure(go.Contour(x=t, y=t, z=density, showscale=False, ncontours=12, colorscale="Blues",
+                               contours=dict(coloring="lines"), name="p_λ(z|c)", hoverinfo="skip"))
+    (x0, x1), seg = arrows, []
+    for a, b in zip(x0, x1):
+        seg += [(a[0], a[1]), (b[0], b[1]), (None, None)]
+    fig.add_trace(go.Scatter(x=[p[0] for p in seg], y=[p[1] for p in seg], mode="lines", name="σ∇log p^i(c|z)",
+                             line=dict(color="#555555", width=1)))
+    fig.add_trace(go.Scatter(x=x1[:, 0], y=x1[:, 1], mode="markers", marker=dict(size=3, color="#555555"),
+                             showlegend=False, hoverinfo="skip"))
+    for (name, zs), colour in zip(paths.items(), ("#2ca02c", "#d62728")):
+        for k in range(zs.shape[1]):
+            fig.add_trace(go.Scatter(x=zs[:, k, 0], y=zs[:, k, 1], mode="lines", line=dict(color=colour, width=1),
+                                     name=name, legendgroup=name, showlegend=k == 0, opacity=0.6))
+        fig.add_trace(go.Scatter(x=zs[step, :, 0], y=zs[step, :, 1], mode="markers", marker=dict(size=7, color=colour),
+                                 legendgroup=name, showlegend=False))
+    lim = float(t[-1])
+    fig.update_layout(title=title, height=520, margin=dict(l=40, r=20, t=60, b=40),
+                      xaxis=dict(range=[-lim, lim], constrain="domain"),
+                      yaxis=dict(range=[-lim, lim], scaleanchor="x", constrain="domain"),
+                      legend=dict(orientation="h", y=-0.1))
+    return fig

@@ -334,7 +334,7 @@ def _toy_tab(rt: Runtime) -> None:
         method = Radio([m.label for m in METHOD_TABLE], value="CFG", label="method")
     with gr.Row():
         n = Slider(10, 2000, value=600, step=10, label="N samples per w")
-        steps = Slider(1, MAX_STEPS, value=32, step=1, label="steps T")
+        steps = Slider(2, MAX_STEPS, value=32, step=1, label="steps T")
         sampler = Radio(list(SAMPLERS), value="ddim", label="sampler")
     btn = gr.Button("Sample with exact scores", variant="primary", elem_id="toy-run")
     fig = gr.Plot(label="samples over p_w(x|c), per w", elem_id="toy-plot", elem_classes="wide-plot")
@@ -342,6 +342,19 @@ def _toy_tab(rt: Runtime) -> None:
     btn.click(_bind(rt, H.toy_lab), [preset, cls, ws, method, n, steps, sampler], [fig, table], api_name="toy_lab")
     gr.Markdown("**Every method against w** (the same seeds; CFG++ against its scale): fidelity rises with w for every "
                 "method, and so does the distance to the data; autoguidance keeps its samples inside the class.")
+    gr.Markdown("**Trajectories and the guidance field** at one step: the arrows are ε*(z,c) − ε*(z), the implicit "
+                "classifier made visible; the paths are 12 seeds at w = 0 and at the slider's w.")
+    with gr.Row():
+        field_w = Slider(W_MIN, W_MAX, value=3, step=0.1, label="w (s = 1 + w)")
+        field_step = Slider(0, 31, value=16, step=1, label="step i (0 = pure noise)")
+    field_btn = gr.Button("Show the field", elem_id="toy-field-run")
+    field = gr.Plot(label="noisy marginal, guidance field and paths", elem_id="toy-field")
+    field_info = gr.Markdown()
+    field_inputs = [preset, cls, field_w, field_step, steps, sampler]
+    field_btn.click(_bind(rt, H.toy_field), field_inputs, [field, field_info], api_name="toy_field")
+    field_step.release(_bind(rt, H.toy_field), field_inputs, [field, field_info], api_name="toy_field_step",
+                       trigger_mode="always_last")
+    steps.change(H.step_range, [steps], [field_step], api_name="toy_step_range", queue=False)
     curves_n = Slider(10, 2000, value=300, step=10, label="N samples per point")
     curves_btn = gr.Button("Curves over w for every method", elem_id="toy-curves-run")
     curves = gr.Plot(label="the lab's measures against w", elem_id="toy-curves", elem_classes="wide-plot")

@@ -349,3 +349,24 @@ def test_exact_lab_curves_cover_every_method_on_the_same_seeds(rt):
     assert names == {m.label for m in METHOD_TABLE} and len(fig.data) == 4 * len(METHOD_TABLE)
     fid = next(t for t in fig.data if t.name == "CFG" and t.xaxis == "x")  # the fidelity panel
     assert fid.y[0] < fid.y[2]  # fidelity rises from w = 0 to w = 1
+
+
+def test_exact_lab_field_points_towards_the_class_and_paths_end_on_the_samples(rt):
+    """The arrows are σ∇log p^i(c|z) = −(ε*(z,c) − ε*(z)): on `separated`, at a λ where the classes are apart, they
+    point towards class c's mean; each path ends on the seed's sample."""
+    from core.sampling import SamplerConfig
+    from core.toy import PRESETS, ExactModel
+
+    fig, info = H.toy_field(rt, "separated", 0, 3.0, 20, 24, "ddim")
+    arrows = next(t for t in fig.data if t.name == "σ∇log p^i(c|z)")
+    xs, ys = np.array(arrows.x, dtype=float), np.array(arrows.y, dtype=float)
+    tail, head = np.stack([xs[0::3], ys[0::3]], 1), np.stack([xs[1::3], ys[1::3]], 1)
+    target = np.array(PRESETS["separated"].means[0])
+    towards = ((head - tail) * (target - tail)).sum(1) > 0
+    assert towards.mean() > 0.8, towards.mean()
+    x = H.generate(ExactModel(PRESETS["separated"]).eval(), list(range(12)), [0] * 12, [3.0],
+                   SamplerConfig("ddim", 24, clip_x=False))[0].reshape(-1, 2).numpy()
+    guided = [t for t in fig.data if t.name and t.name.startswith("w = 3") and t.mode == "lines"]
+    assert len(guided) == 12 and np.allclose([guided[0].x[-1], guided[0].y[-1]], x[0], atol=1e-6)
+    with pytest.raises(gr.Error, match="step must be between 0 and 23"):
+        H.toy_field(rt, "separated", 0, 3.0, 24, 24, "ddim")
