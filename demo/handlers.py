@@ -708,7 +708,7 @@ def toy_field(rt: Runtime, preset: str, cls, w, step, steps, sampler: str) -> tu
     i = check_int(step, "step", 0, sc.steps - 1)
     model = toy.ExactModel(mix).eval()
     paths = {}
-    for name, wi in ((f"w = 0", 0.0), (f"w = {w:g} (s = {1 + w:g})", w)):
+    for name, wi in (("w = 0", 0.0), (f"w = {w:g} (s = {1 + w:g})", w)):
         zs = []
         x = generate(model, list(range(12)), [c] * 12, [wi], sc,
                      callback=lambda k, z, *_: zs.append(z.reshape(-1, 2).double().clone()))
