@@ -194,9 +194,10 @@ def eps_pair(model: Model, z: Tensor, logsnr: float, plan: RowPlan, need_u: bool
     b, n_u = z.shape[0], plan.rows_u.numel()
     assert plan.c.shape == (b,), (plan.c.shape, z.shape)
     if not need_u:
-        return _run_model(model, z, torch.full((b,), float(logsnr), device=z.device), plan.c, amp_dtype), None
+        return _run_model(model, z, torch.full((b,), float(logsnr), device=z.device, dtype=z.dtype), plan.c, amp_dtype), None
     z_u = z if n_u == b else z.index_select(0, plan.rows_u)
-    both = _run_model(model, torch.cat([z, z_u]), torch.full((b + n_u,), float(logsnr), device=z.device), plan.c_both,
+    both = _run_model(model, torch.cat([z, z_u]), torch.full((b + n_u,), float(logsnr), device=z.device, dtype=z.dtype),
+                      plan.c_both,
                       amp_dtype)
     eps_c = both[:b]
     return eps_c, (both[b:] if n_u == b else eps_c.index_copy(0, plan.rows_u, both[b:]))
@@ -208,7 +209,7 @@ def eps_guide_pair(model: Model, guide: Model, z: Tensor, logsnr: float, plan: R
     rows outside plan.rows_u get a copy of ε_good."""
     b, n_u = z.shape[0], plan.rows_u.numel()
     assert plan.c.shape == (b,), (plan.c.shape, z.shape)
-    lam = torch.full((b,), float(logsnr), device=z.device)
+    lam = torch.full((b,), float(logsnr), device=z.device, dtype=z.dtype)
     eps_c = _run_model(model, z, lam, plan.c, amp_dtype)
     if not need_u:
         return eps_c, None
@@ -427,12 +428,12 @@ def classifier_guided_denoiser(model: Model, log_prob: LogProb, c: Tensor, w: Te
 
     def denoise(z: Tensor, logsnr: float) -> EpsOut:
         b = z.shape[0]
-        lam = torch.full((b,), float(logsnr), device=z.device, dtype=torch.float32)
+        lam = torch.full((b,), float(logsnr), device=z.device, dtype=z.dtype)
         # 1. The diffusion model's ε, then the classifier's gradient on the same z.
         eps_base = _run_model(model, z, lam, c_model, amp_dtype)
         grad = classifier_grad(log_prob, z, lam, c)
         sigma = float(alpha_sigma(torch.tensor(float(logsnr), dtype=torch.float64))[1])
-        eps = eps_base - (w_dev * sigma).reshape(-1, *([1] * (z.dim() - 1))) * grad
+        eps = eps_base - (w_dev.to(z.dtype) * sigma).reshape(-1, *([1] * (z.dim() - 1))) * grad
         return EpsOut(eps, eps_base, None)
 
     return denoise

@@ -42,7 +42,7 @@ class SeededNoise:
     """
 
     def __init__(self, seeds: list[int], shape: tuple[int, ...], cfg: NoiseConfig = NoiseConfig(),
-                 device: torch.device | str = "cpu", tiles: int = 1):
+                 device: torch.device | str = "cpu", tiles: int = 1, dtype: torch.dtype = torch.float32):
         for s in seeds:
             if not (isinstance(s, int) and 0 <= s < 2**63):
                 raise ValueError(f"seed must be an integer in [0, 2^63), got {s!r}")
@@ -52,6 +52,7 @@ class SeededNoise:
         self.shape = tuple(shape)
         self.cfg = cfg
         self.device = torch.device(device)
+        self.dtype = dtype  # the draws are float32 (the same values on every device), handed over in this dtype
         self.gens = [torch.Generator().manual_seed(s) for s in self.base_seeds]
 
     @property
@@ -76,13 +77,13 @@ class SeededNoise:
 
     def repeat(self, n: int) -> "SeededNoise":
         """The same seeds tiled n times (for a grid of n w values on one set of seeds)."""
-        return SeededNoise(self.base_seeds, self.shape, self.cfg, self.device, self.tiles * n)
+        return SeededNoise(self.base_seeds, self.shape, self.cfg, self.device, self.tiles * n, self.dtype)
 
     def _tiled(self, x: Tensor) -> Tensor:
         # Noise is drawn on the CPU (so a seed gives the same pixels on every device); on CUDA it goes through
         # pinned memory asynchronously, so the sampling loop never waits on a host→device copy. Tiled on the device.
         if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
+            x = x.pin_memory().to(self.device, self.dtype, non_blocking=True)
         else:
-            x = x.to(self.device)
+            x = x.to(self.device, self.dtype)
         return x.repeat(self.tiles, *([1] * (x.dim() - 1))) if self.tiles > 1 else x

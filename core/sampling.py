@@ -107,9 +107,10 @@ def _grid_inputs(model, seeds: list[int], labels: list[int], ws: list[float],
     """Noise, labels and per-row w of an (n_w × n_seeds) grid: row j repeats the seeds' streams at w = ws[j]."""
     assert len(seeds) == len(labels) and len(seeds) > 0 and len(ws) > 0, (len(seeds), len(labels), len(ws))
     cfg = model.cfg
-    dev = next(model.parameters()).device
-    noise = SeededNoise(list(seeds), (cfg.in_channels, cfg.image_size, cfg.image_size), noise_cfg, dev).repeat(len(ws))
-    c = torch.tensor(list(labels) * len(ws), dtype=torch.long, device=dev)
+    p = next(model.parameters())  # the noise comes in the model's device and dtype (the exact lab samples in float64)
+    noise = SeededNoise(list(seeds), (cfg.in_channels, cfg.image_size, cfg.image_size), noise_cfg, p.device,
+                        dtype=p.dtype).repeat(len(ws))
+    c = torch.tensor(list(labels) * len(ws), dtype=torch.long, device=p.device)
     w = torch.tensor(ws, dtype=torch.float32).repeat_interleave(len(seeds))
     return noise, c, w
 
@@ -159,7 +160,8 @@ def generate_classifier_guided(model, log_prob: LogProb, seeds: list[int], label
     """Classifier guidance (paper Eq. 4) on a same-seed grid: images (n_w, n_seeds, C, H, W); guide_uncond guides ε(z)."""
     noise, c, w = _grid_inputs(model, seeds, labels, ws, noise_cfg)
     den = classifier_guided_denoiser(model, log_prob, c, w, model.cfg.null_label, guide_uncond=guide_uncond)
-    x = run_sampler(sampling.sampler, den, noise, sampling.steps, sampling.v, logsnr_range=model.cfg.logsnr_range)
+    x = run_sampler(sampling.sampler, den, noise, sampling.steps, sampling.v, sampling.clip_x,
+                    logsnr_range=model.cfg.logsnr_range)
     return x.reshape(len(ws), len(seeds), *x.shape[1:])
 
 

@@ -133,13 +133,14 @@ class ExactModel(torch.nn.Module):
         super().__init__()
         self.mix = mix
         self.cfg = ToyConfig(mix.num_classes)
-        self.device_probe = torch.nn.Parameter(torch.zeros(1), requires_grad=False)  # the samplers read its device
+        # The samplers read the device and dtype of a model's first parameter: the lab samples in float64.
+        self.device_probe = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64), requires_grad=False)
 
     def forward(self, z: Tensor, logsnr: Tensor, c: Tensor) -> Tensor:
         assert z.dim() == 4 and z.shape[1:] == (2, 1, 1), z.shape
         assert logsnr.shape == (z.shape[0],) and c.shape == (z.shape[0],), (logsnr.shape, c.shape)
         _, sigma = alpha_sigma(logsnr.to(torch.float64))
-        return (-sigma[:, None] * score(z, self.mix, logsnr, c)).to(z.dtype).reshape(z.shape)
+        return (-sigma[:, None] * score(z, self.mix, logsnr, c)).to(z.dtype).reshape(z.shape)  # float64 in the lab
 
 
 def degraded(mix: Mixture, inflate: float = 2.0) -> Mixture:
