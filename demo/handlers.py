@@ -649,9 +649,11 @@ TOY_WS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)  # the metric curves' weights (CFG+
 TOY_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def toy_lab(rt: Runtime, preset: str, cls, w_list, method_label: str, n, steps, sampler: str) -> tuple[object, str]:
-    """CFG (or another method) with the exact scores of a 2-D Gaussian mixture: samples over p_w's contours per w, and
-    the lab's measures against exact draws (no learned network: what is seen is the method alone)."""
+def toy_lab(rt: Runtime, preset: str, cls, w_list, method_label: str, n, steps, sampler: str, show_tilted=False,
+            truncation=0.0) -> tuple[object, str]:
+    """CFG (or another method) with the exact scores of a 2-D Gaussian mixture: per w, the samples over the contours of
+    p(x | c) and p(x) (with show_tilted, p_w's and its exact draws; with a truncation threshold > 0, the same seeds from
+    truncated initial noise), and the lab's measures against exact draws (no network: what is seen is the method)."""
     mix, c, n, sc = _toy_inputs(preset, cls, n, steps, sampler)
     ws = parse_w_list(w_list, max_values=4)
     if method_label not in METHOD_KEYS:
@@ -659,15 +661,30 @@ def toy_lab(rt: Runtime, preset: str, cls, w_list, method_label: str, n, steps, 
     opts = GuidanceOptions(method=METHOD_KEYS[method_label])
     if opts.spec.w_range is not None and not all(opts.spec.w_range[0] <= w <= opts.spec.w_range[1] for w in ws):
         raise gr.Error(f"{method_label}'s {opts.spec.weight} must be in [{opts.spec.w_range[0]:g}, {opts.spec.w_range[1]:g}]")
+    if not isinstance(show_tilted, bool):
+        raise gr.Error(f"show p_w must be true or false, got {show_tilted!r}")
+    thr = check_range(truncation, "truncation threshold (0 = off)", 0.0, 10.0)
     sc = replace(sc, opts=opts)
     guide = toy.degraded(mix) if opts.spec.guide else None
     grid = toy.density_grid(TOY_GRID)
+    hi = torch.full((grid.shape[0],), toy.LOGSNR_MAX, dtype=torch.float64)
+    data = [("p(x|c)", toy.log_density(grid, mix, hi, torch.full((grid.shape[0],), c)).exp(), "#1f77b4", False),
+            ("p(x)", toy.log_density(grid, mix, hi).exp(), "#bbbbbb", False)]
     panels, rows = [], []
     for w in ws:
         row, x = toy.measure(mix, c, w, sc, n, guide)
-        dens = torch.softmax(toy.tilted_log_density(grid, mix, c, w), 0).reshape(TOY_GRID, TOY_GRID)
+        contours = [(name, d.reshape(TOY_GRID, TOY_GRID).numpy(), col, f) for name, d, col, f in data]
+        points = [(f"{method_label} samples", x.numpy(), "#d62728")]
+        if show_tilted:
+            dens = torch.softmax(toy.tilted_log_density(grid, mix, c, w), 0).reshape(TOY_GRID, TOY_GRID)
+            contours.insert(0, ("p_w(x|c)", dens.numpy(), "#1f77b4", True))
+            points.append(("exact draws of p_w", toy.sample_tilted(mix, c, w, n, seed=2).numpy(), "#1f77b4"))
+        if thr > 0:
+            xt = generate(toy.ExactModel(mix).eval(), list(range(n)), [c] * n, [w], sc, NoiseConfig(truncation=thr),
+                          guide_model=toy.ExactModel(guide).eval() if guide is not None else None)
+            points.append((f"truncated noise |z| ≤ {thr:g}", xt[0].reshape(-1, 2).numpy(), "#2ca02c"))
         panels.append((f"{opts.spec.weight_text(w)}" + (f" (s={1 + w:g})" if opts.spec.weight == "w" else ""),
-                       x.numpy(), dens.numpy()))
+                       contours, points))
         rows.append(f"| {w:g} | {row.fidelity:.3f} | {row.coverage:.2f} | {row.outside:.3f} | {row.to_data:.4f} | "
                     f"{row.to_tilted:.4f} | {row.floor:.4f} |")
     if opts.method == "cfg":  # the identity as a number: exact classifier guidance on the same seeds

@@ -355,22 +355,29 @@ def method_plane_figure(live: dict[str, list[dict]], shipped: dict[str, list[dic
 
 
 
-def toy_figure(panels: list[tuple[str, np.ndarray, np.ndarray]], lim: float) -> go.Figure:
-    """The exact lab: per w, the tilted density p_w(x | c) as contours and CFG's samples as dots, side by side.
+def toy_figure(panels: list[tuple[str, list, list]], lim: float) -> go.Figure:
+    """The exact lab: one panel per w, with density contours and point sets side by side.
 
-    panels: (title, samples (n, 2), density on a square grid over [−lim, lim]², rows = y)."""
+    panels: (title, contours, points); a contour is (name, density on a square grid over [−lim, lim]² (rows = y), colour,
+    filled), a point set (name, points (n, 2), colour)."""
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for t, _, _ in panels], horizontal_spacing=0.04)
-    for k, (_, pts, dens) in enumerate(panels, start=1):
-        t = np.linspace(-lim, lim, dens.shape[0])
-        fig.add_trace(go.Contour(x=t, y=t, z=dens, showscale=False, ncontours=12, colorscale="Blues",
-                                 contours=dict(coloring="heatmap"), line=dict(width=0.5), name="p_w(x|c)",
-                                 hoverinfo="skip"), 1, k)
-        fig.add_trace(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="markers", marker=dict(size=3, color="#d62728"),
-                                 name="samples", showlegend=k == 1), 1, k)
+    shown: set[str] = set()
+    for k, (_, contours, points) in enumerate(panels, start=1):
+        for name, dens, colour, filled in contours:
+            t = np.linspace(-lim, lim, dens.shape[0])
+            fig.add_trace(go.Contour(x=t, y=t, z=dens, showscale=False, ncontours=10, name=name, hoverinfo="skip",
+                                     colorscale="Blues" if filled else [[0, colour], [1, colour]],
+                                     contours=dict(coloring="heatmap" if filled else "lines"),
+                                     line=dict(width=0.5 if filled else 1), showlegend=name not in shown), 1, k)
+            shown.add(name)
+        for name, pts, colour in points:
+            fig.add_trace(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="markers", marker=dict(size=3, color=colour),
+                                     name=name, showlegend=name not in shown), 1, k)
+            shown.add(name)
         fig.update_xaxes(range=[-lim, lim], row=1, col=k)
         fig.update_yaxes(range=[-lim, lim], scaleanchor=f"x{'' if k == 1 else k}", row=1, col=k)
-    fig.update_layout(height=380, margin=dict(l=30, r=20, t=50, b=30), legend=dict(orientation="h", y=-0.08),
-                      title="blue: the tilted density p_w(x|c) ∝ p(x|c)^{1+w} p(x)^{−w}; red: the method's samples")
+    fig.update_layout(height=400, margin=dict(l=30, r=20, t=50, b=30), legend=dict(orientation="h", y=-0.1),
+                      title="the method's samples over the data's density p(x|c) (and p(x)), per w")
     return fig
 
 

@@ -336,10 +336,13 @@ def _toy_tab(rt: Runtime) -> None:
         n = Slider(10, 2000, value=600, step=10, label="N samples per w")
         steps = Slider(2, MAX_STEPS, value=32, step=1, label="steps T")
         sampler = Radio(list(SAMPLERS), value="ddim", label="sampler")
+        tilted = gr.Checkbox(False, label="show p_w(x|c) ∝ p(x|c)^{1+w} p(x)^{−w} and its exact draws")
+        truncation = Number(0, label="truncate the initial noise at |z| ≤ (0 = off)")
     btn = gr.Button("Sample with exact scores", variant="primary", elem_id="toy-run")
     fig = gr.Plot(label="samples over p_w(x|c), per w", elem_id="toy-plot", elem_classes="wide-plot")
     table = gr.Markdown(elem_id="toy-table")
-    btn.click(_bind(rt, H.toy_lab), [preset, cls, ws, method, n, steps, sampler], [fig, table], api_name="toy_lab")
+    btn.click(_bind(rt, H.toy_lab), [preset, cls, ws, method, n, steps, sampler, tilted, truncation], [fig, table],
+              api_name="toy_lab")
     gr.Markdown("**Every method against w** (the same seeds; CFG++ against its scale): fidelity rises with w for every "
                 "method, and so does the distance to the data; autoguidance keeps its samples inside the class.")
     gr.Markdown("**Trajectories and the guidance field** at one step: the arrows are ε*(z,c) − ε*(z), the implicit "

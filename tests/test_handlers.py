@@ -330,8 +330,8 @@ def test_inside_step_info_names_the_step_the_slider_shows(rt):
 def test_exact_lab_handler_draws_each_w_over_its_tilted_density(rt):
     """Issue #23's tab: per w, p_w's contours and the samples, and the lab's table; bad input is one clear error."""
     fig, table = H.toy_lab(rt, "rare-mode", 0, "0, 3", "CFG", 400, 32, "ddim")
-    assert [t.type for t in fig.data] == ["contour", "scatter", "contour", "scatter"]
-    assert len(fig.data[1].x) == 400 and table.count("\n| ") == 2  # one row per w under the header
+    assert [t.type for t in fig.data] == ["contour", "contour", "scatter"] * 2  # p(x|c), p(x), the samples
+    assert len(fig.data[2].x) == 400 and table.count("\n| ") == 2  # one row per w under the header
     rows = [l.split("|") for l in table.splitlines()[2:]]
     assert float(rows[0][3]) == 1.0 and float(rows[1][3]) == 0.5  # the rare mode loses its samples at w = 3
     for args, message in [(("nope", 0, "1", "CFG", 50, 8, "ddim"), "unknown preset"),
@@ -370,3 +370,14 @@ def test_exact_lab_field_points_towards_the_class_and_paths_end_on_the_samples(r
     assert len(guided) == 12 and np.allclose([guided[0].x[-1], guided[0].y[-1]], x[0], atol=1e-6)
     with pytest.raises(gr.Error, match="step must be between 0 and 23"):
         H.toy_field(rt, "separated", 0, 3.0, 24, 24, "ddim")
+
+
+def test_exact_lab_shows_p_w_and_truncation_on_request(rt):
+    """p_w's contours and exact draws on request; truncated initial noise on the same seeds shrinks DDIM's spread."""
+    fig, _ = H.toy_lab(rt, "overlap", 0, "0", "CFG", 300, 16, "ddim", True, 0.3)
+    names = [t.name for t in fig.data]
+    assert names == ["p_w(x|c)", "p(x|c)", "p(x)", "CFG samples", "exact draws of p_w", "truncated noise |z| ≤ 0.3"]
+    spread = {t.name: np.std(np.array(t.x, dtype=float)) for t in fig.data if t.type == "scatter"}
+    assert spread["truncated noise |z| ≤ 0.3"] < 0.5 * spread["CFG samples"]
+    with pytest.raises(gr.Error, match="truncation threshold"):
+        H.toy_lab(rt, "overlap", 0, "0", "CFG", 50, 8, "ddim", False, -1)
