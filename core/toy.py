@@ -256,20 +256,30 @@ class LabRow:
                 f"{self.to_data:.4f}  to p_w {self.to_tilted:.4f}  (two exact draws: {self.floor:.4f})")
 
 
-def measure(mix: Mixture, c: int, w: float, sampling, n: int = 2000, guide: Mixture | None = None,
-            seed: int = 0) -> tuple[LabRow, Tensor]:
-    """Sample class c at weight w with the exact model (and an exact weaker guide for autoguidance), then read fidelity,
-    mode coverage and the energy distances to exact draws of p(x | c) and of the tilted p_w(x | c); returns the row and
-    the samples (n, 2)."""
+def measure_grid(mix: Mixture, c: int, ws: list[float], sampling, n: int = 2000, guide: Mixture | None = None,
+                 seed: int = 0) -> list[tuple[LabRow, Tensor]]:
+    """Sample class c at every w in one batched run on the same seeds (with an exact weaker guide for autoguidance),
+    then read, per w, fidelity, mode coverage, the share outside the 95 % region and the energy distances to exact
+    draws of p(x | c) and of the tilted p_w(x | c); returns (row, samples (n, 2)) per w."""
     from core.sampling import generate
 
-    model = ExactModel(mix).eval()
-    x = generate(model, list(range(seed, seed + n)), [c] * n, [w], sampling,
-                 guide_model=ExactModel(guide).eval() if guide is not None else None)[0].reshape(-1, 2).double()
-    ref, tilt = sample_tilted(mix, c, 0.0, n, seed=1), sample_tilted(mix, c, w, n, seed=2)
-    return LabRow(sampling.opts.method, w, fidelity(x, mix, c), mode_coverage(x, mix, c), outside_share(x, mix, c),
-                  energy_distance(x, ref), energy_distance(x, tilt),
-                  energy_distance(sample_tilted(mix, c, w, n, seed=3), tilt)), x
+    x = generate(ExactModel(mix).eval(), list(range(seed, seed + n)), [c] * n, list(ws), sampling,
+                 guide_model=ExactModel(guide).eval() if guide is not None else None).reshape(len(ws), n, 2).double()
+    ref = sample_tilted(mix, c, 0.0, n, seed=1)
+    out = []
+    for w, xw in zip(ws, x):
+        tilt = sample_tilted(mix, c, w, n, seed=2)
+        row = LabRow(sampling.opts.method, w, fidelity(xw, mix, c), mode_coverage(xw, mix, c), outside_share(xw, mix, c),
+                     energy_distance(xw, ref), energy_distance(xw, tilt),
+                     energy_distance(sample_tilted(mix, c, w, n, seed=3), tilt))
+        out.append((row, xw))
+    return out
+
+
+def measure(mix: Mixture, c: int, w: float, sampling, n: int = 2000, guide: Mixture | None = None,
+            seed: int = 0) -> tuple[LabRow, Tensor]:
+    """measure_grid at one w."""
+    return measure_grid(mix, c, [w], sampling, n, guide, seed)[0]
 
 
 def _parser():
@@ -313,8 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# exact lab: {a.preset}, class {a.cls} ({mix.class_names[a.cls]}), {a.sampler} T = {a.steps}, N = {a.n}, "
           f"x̂ not clipped")
     samples = []
-    for w in a.w:
-        row, x = measure(mix, a.cls, w, sc, a.n, guide, a.seed)
+    for row, x in measure_grid(mix, a.cls, a.w, sc, a.n, guide, a.seed):
         samples.append(x.float().numpy())
         print(row.text(), flush=True)
     if a.npz:

@@ -671,8 +671,7 @@ def toy_lab(rt: Runtime, preset: str, cls, w_list, method_label: str, n, steps, 
     data = [("p(x|c)", toy.log_density(grid, mix, hi, torch.full((grid.shape[0],), c)).exp(), "#1f77b4", False),
             ("p(x)", toy.log_density(grid, mix, hi).exp(), "#bbbbbb", False)]
     panels, rows = [], []
-    for w in ws:
-        row, x = toy.measure(mix, c, w, sc, n, guide)
+    for w, (row, x) in zip(ws, toy.measure_grid(mix, c, ws, sc, n, guide)):
         contours = [(name, d.reshape(TOY_GRID, TOY_GRID).numpy(), col, f) for name, d, col, f in data]
         points = [(f"{method_label} samples", x.numpy(), "#d62728")]
         if show_tilted:
@@ -726,8 +725,8 @@ def toy_curves(rt: Runtime, preset: str, cls, n, steps, sampler: str) -> tuple[o
     for m in METHOD_TABLE:
         guide = toy.degraded(mix) if m.guide else None
         ws = TOY_SCALES if m.w_range else TOY_WS
-        curves[m.label] = [toy.measure(mix, c, w, replace(sc, opts=GuidanceOptions(method=m.key)), n, guide)[0]
-                           for w in ws]
+        curves[m.label] = [row for row, _ in toy.measure_grid(mix, c, ws, replace(sc, opts=GuidanceOptions(method=m.key)),
+                                                               n, guide)]
     fig = plots.toy_curves_figure(curves, f"{preset}, class {c}: the exact lab's measures per method "
                                           f"({sc.sampler}, T={sc.steps}, N={n}, same seeds)")
     return fig, f"{len(METHOD_TABLE)} methods · {sum(len(v) for v in curves.values())} points · " \
