@@ -124,6 +124,14 @@ def main() -> None:
             print(f"slider → row of 8, {model} (DDIM T=10): {stats(other)}  [goal ≤ 1.0 s]")
         print(f"6 w × 6 seed grid (DDIM T=10): {stats(grids)}  [goal ≤ 3 s]")
         print(f"first FID/IS point (7 w, N=10): {stats(firsts)}  [goal ≤ 15 s]")
+        for api, args in (("/toy_lab", ("overlap", 0, "0, 3", "CFG", 2000, 64, "ddim")),  # the exact 2-D lab (#23)
+                          ("/toy_field", ("overlap", 0, 3.0, 32, 64, "ddim"))):
+            lab = []
+            for i in range(a.runs):
+                t = time.perf_counter()
+                c.predict(*args, api_name=api)
+                lab.append(time.perf_counter() - t)
+            print(f"exact 2-D lab {api} (N=2,000, T=64): {stats(lab)}  [goal ≤ 0.5 s]")
         t = time.perf_counter()
         job = c.submit("0, 0.1, 0.3, 0.5, 1, 2, 4", 500, 10, "ddim", api_name="/live_curves")
         last = None
