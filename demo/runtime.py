@@ -14,6 +14,7 @@ from pathlib import Path
 from core.checkpoint import ASSETS
 from core.pipeline import Pipeline, load_pipeline
 from core.registry import DEFAULT_MODEL, ModelCard, model_card, shipped_models
+from demo.cache import ResultCache
 from demo.warmup import Warmup
 
 
@@ -52,6 +53,7 @@ class ModelSlot:
     curves_lock: threading.Lock = field(default_factory=threading.Lock)
     trajectories: dict = field(default_factory=dict)  # the "Inside one step" tab's recent trajectories
     data_stats: dict = field(default_factory=dict)  # statistics of the model's real data, computed on first use
+    results: ResultCache = field(default_factory=ResultCache)  # sampled grids, keyed by their full request
 
     @property
     def card(self) -> ModelCard:

@@ -1,0 +1,57 @@
+"""The result cache (issue #24): a hit is the miss's result, any change of the request misses, the bytes stay bounded,
+and concurrent identical requests compute once."""
+import threading
+import time
+
+import torch
+
+from core.sampling import SamplerConfig
+from demo import handlers as H
+from demo.cache import ResultCache
+
+
+def test_a_hit_returns_the_misses_pixels_and_any_change_misses(rt):
+    slot = rt.slot("digits")
+    sc = SamplerConfig("ddim", 3)
+    a = H._sample(slot, [0, 1], [3, 3], [1.0], sc)
+    hits = slot.results.hits
+    b = H._sample(slot, [0, 1], [3, 3], [1.0], sc)
+    assert slot.results.hits == hits + 1 and torch.equal(a, b)
+    misses = slot.results.misses
+    variants = [([0, 2], [3, 3], [1.0], sc), ([0, 1], [3, 4], [1.0], sc), ([0, 1], [3, 3], [1.5], sc),
+                ([0, 1], [3, 3], [1.0], SamplerConfig("ancestral", 3)), ([0, 1], [3, 3], [1.0], SamplerConfig("ddim", 4)),
+                ([0, 1], [3, 3], [1.0], SamplerConfig("ddim", 3, v=0.5))]
+    for args in variants:
+        H._sample(slot, *args)
+    assert slot.results.misses == misses + len(variants)
+    # the image a handler builds from a hit is byte-for-byte the one it built from the miss
+    img1, _ = H.slider_row(rt, 2.0, 3, 0, "ddim", 3)
+    img2, _ = H.slider_row(rt, 2.0, 3, 0, "ddim", 3)
+    assert img1.tobytes() == img2.tobytes()
+
+
+def test_the_cache_stays_within_its_bytes():
+    cache = ResultCache(max_bytes=4000)
+    for k in range(10):
+        cache.get_or_compute(k, lambda: torch.zeros(250))  # 1,000 bytes each
+    assert cache.bytes <= 4000 and len(cache) == 4
+    assert cache.get_or_compute(9, lambda: torch.ones(250)).sum() == 0  # the newest is kept
+
+
+def test_concurrent_identical_requests_compute_once():
+    cache = ResultCache()
+    calls = []
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.3)
+        return torch.arange(4.0)
+
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(cache.get_or_compute("k", compute))) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(out) == 5 and all(torch.equal(o, out[0]) for o in out)
+    assert cache.misses == 1 and cache.hits == 4
