@@ -77,14 +77,15 @@ def _seeds(seed_start, n: int) -> list[int]:
 
 
 def _sample(slot: ModelSlot, seeds, labels, ws, sampling: SamplerConfig, noise=NoiseConfig(),
-            callback=None) -> torch.Tensor:
-    """A same-seed grid on the slot's model, from its result cache when the same request was made before (a request
-    with a callback, which wants to see every step, is always computed)."""
+            callback=None, progress_only: bool = False) -> torch.Tensor:
+    """A same-seed grid on the slot's model, from its result cache when the same request was made before. A request
+    whose callback wants to see every step is always computed; one whose callback only reports progress
+    (progress_only) is cached too, and a hit reports none."""
     def compute() -> torch.Tensor:
         with slot.lock:
             return generate(slot.pipe.model, seeds, labels, ws, sampling, noise, callback=callback)
 
-    if callback is not None:
+    if callback is not None and not progress_only:
         return compute()
     compiled = slot.pipe.model.compiled is not None  # eager and compiled kernels may differ in the last bits
     key = (slot.card.sha256, compiled, tuple(seeds), tuple(labels), tuple(float(w) for w in ws), sampling, noise)
@@ -189,7 +190,7 @@ def scrub_strip(rt: Runtime, cls, seed_start, sampler: str, steps, model=DEFAULT
         progress((i + 1) / steps, desc=f"step {i + 1}/{steps} (λ = {lams[i]:.2f})")
 
     t = time.perf_counter()
-    x = _sample(slot, seeds, [c] * ROW_SEEDS, SCRUB_WS, sc, callback=cb)
+    x = _sample(slot, seeds, [c] * ROW_SEEDS, SCRUB_WS, sc, callback=cb, progress_only=True)
     dt = time.perf_counter() - t
     sheet = grid_image(_u8(x), 3, pad=2)  # row j is the strip's frame at SCRUB_WS[j]
     html = plots.sprite_html(sheet, SCRUB_WS, row_h=slot.card.image_size * 3 + 2)

@@ -55,3 +55,12 @@ def test_concurrent_identical_requests_compute_once():
         t.join()
     assert len(calls) == 1 and len(out) == 5 and all(torch.equal(o, out[0]) for o in out)
     assert cache.misses == 1 and cache.hits == 4
+
+
+def test_the_scrub_strip_comes_from_the_cache_the_second_time(rt):
+    """The strip every student of a class builds first is computed once; the second build is a hit, same pixels."""
+    slot = rt.slot("digits")
+    html1, _ = H.scrub_strip(rt, 5, 0, "ddim", 2, progress=lambda *a, **k: None)
+    hits = slot.results.hits
+    html2, _ = H.scrub_strip(rt, 5, 0, "ddim", 2, progress=lambda *a, **k: None)
+    assert slot.results.hits == hits + 1 and html1 == html2
