@@ -381,3 +381,19 @@ def test_exact_lab_shows_p_w_and_truncation_on_request(rt):
     assert spread["truncated noise |z| ≤ 0.3"] < 0.5 * spread["CFG samples"]
     with pytest.raises(gr.Error, match="truncation threshold"):
         H.toy_lab(rt, "overlap", 0, "0", "CFG", 50, 8, "ddim", False, -1)
+
+
+@pytest.mark.parametrize("name", ["digits", "emoji"])
+def test_trade_off_labels_never_pile_up(rt, name):
+    """Issue #21: the FID-vs-IS point labels piled up. Every label shown keeps its distance from every other one (as a
+    share of the axis ranges, FID on its log axis), and the hover text still names every point."""
+    fig = H.precomputed_tradeoff(rt, name)
+    pts = [(x, np.log10(y), t) for tr in fig.data for x, y, t in zip(tr.x, tr.y, tr.text) if t]
+    xs, ys = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+    all_x = np.concatenate([np.asarray(tr.x, float) for tr in fig.data])
+    all_y = np.log10(np.concatenate([np.asarray(tr.y, float) for tr in fig.data]))
+    sx, sy = np.ptp(all_x), np.ptp(all_y)
+    for i in range(len(pts)):
+        for j in range(i + 1, len(pts)):
+            assert abs(xs[i] - xs[j]) / sx >= 0.12 or abs(ys[i] - ys[j]) / sy >= 0.06, (pts[i], pts[j])
+    assert all(len(tr.hovertext) == len(tr.x) and all(tr.hovertext) for tr in fig.data)
