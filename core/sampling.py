@@ -3,7 +3,7 @@
 sample_ancestral: the paper's sampler (Ho & Salimans 2021, Alg. 2), variance (σ̃²)^{1−v} (σ²_{λ|λ'})^v.
 sample_ddim: deterministic DDIM (Song et al. 2021), the probability-flow discretisation; with a denoiser that sets
     eps_renoise, the CFG++ update (Chung et al. 2024, Alg. 1).
-generate: a same-seed (n_w × n_seeds) grid in one batched run per step.
+generate: a same-seed (n_w × n_seeds) grid in one batched run per step; generate_grids: several grids in one run.
 """
 from __future__ import annotations
 
@@ -152,6 +152,35 @@ def generate(model, seeds: list[int], labels: list[int], ws: list[float], sampli
     x = run_sampler(sampling.sampler, den, noise, sampling.steps, sampling.v, sampling.clip_x, callback,
                     model.cfg.logsnr_range)
     return x.reshape(len(ws), len(seeds), *x.shape[1:])
+
+
+def generate_grids(model, grids: list[tuple[list[int], list[int], list[float]]], sampling: SamplerConfig,
+                   noise_cfg: NoiseConfig = NoiseConfig(), guide_model=None) -> list[Tensor]:
+    """Several same-seed grids (seeds, labels, ws) in one batched run, as a server coalesces requests; grid k comes back
+    as generate would return it alone, (n_w, n_seeds, C, H, W), bitwise (per-seed noise, a batch-invariant network)."""
+    assert len(grids) > 0, "no grids"
+    seeds, labels, ws = [], [], []
+    for g_seeds, g_labels, g_ws in grids:  # 1. every grid's rows, w-major as generate lays them out
+        assert len(g_seeds) == len(g_labels) and len(g_seeds) > 0 and len(g_ws) > 0, (len(g_seeds), len(g_ws))
+        for w in g_ws:
+            seeds += g_seeds
+            labels += g_labels
+            ws += [float(w)] * len(g_seeds)
+    p = next(model.parameters())
+    cfg = model.cfg
+    noise = SeededNoise(seeds, (cfg.in_channels, cfg.image_size, cfg.image_size), noise_cfg, p.device, dtype=p.dtype)
+    c = torch.tensor(labels, dtype=torch.long, device=p.device)
+    # 2. One sampler run over all rows (no first-step tiling: the rows are not copies of one seed set).
+    den = CFGDenoiser(model, c, torch.tensor(ws, dtype=torch.float32), cfg.null_label, sampling.opts,
+                      guide_model=guide_model)
+    x = run_sampler(sampling.sampler, den, noise, sampling.steps, sampling.v, sampling.clip_x, None, cfg.logsnr_range)
+    # 3. Split back into the grids.
+    out, start = [], 0
+    for g_seeds, _, g_ws in grids:
+        n = len(g_seeds) * len(g_ws)
+        out.append(x[start:start + n].reshape(len(g_ws), len(g_seeds), *x.shape[1:]))
+        start += n
+    return out
 
 
 def generate_classifier_guided(model, log_prob: LogProb, seeds: list[int], labels: list[int], ws: list[float],

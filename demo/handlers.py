@@ -82,6 +82,8 @@ def _sample(slot: ModelSlot, seeds, labels, ws, sampling: SamplerConfig, noise=N
     whose callback wants to see every step is always computed; one whose callback only reports progress
     (progress_only) is cached too, and a hit reports none."""
     def compute() -> torch.Tensor:
+        if callback is None:  # a short request: queued on the model, coalesced with others, ahead of long jobs
+            return slot.batcher.submit((list(seeds), list(labels), [float(w) for w in ws]), sampling, noise)
         with slot.lock:
             return generate(slot.pipe.model, seeds, labels, ws, sampling, noise, callback=callback)
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from core.checkpoint import ASSETS
 from core.pipeline import Pipeline, load_pipeline
 from core.registry import DEFAULT_MODEL, ModelCard, model_card, shipped_models
+from core.sampling import generate_grids
+from demo.batcher import Coalescer, ModelLock
 from demo.cache import ResultCache
 from demo.warmup import Warmup
 
@@ -48,12 +50,19 @@ class ModelSlot:
 
     pipe: Pipeline
     warmup: Warmup
-    lock: threading.Lock = field(default_factory=threading.Lock)  # one sampling job at a time on this model
+    lock: ModelLock = field(default_factory=ModelLock)  # one sampling job at a time; short requests first
     curves: int = 0  # live-curve generators running now (observable by tests and load checks)
     curves_lock: threading.Lock = field(default_factory=threading.Lock)
     trajectories: dict = field(default_factory=dict)  # the "Inside one step" tab's recent trajectories
     data_stats: dict = field(default_factory=dict)  # statistics of the model's real data, computed on first use
     results: ResultCache = field(default_factory=ResultCache)  # sampled grids, keyed by their full request
+    batcher: Coalescer | None = None  # concurrent grid requests, sampled together (set in __post_init__)
+
+    def __post_init__(self):
+        def run(grids, sampling, noise):
+            return generate_grids(self.pipe.model, grids, sampling, noise, self.pipe.guide_for(sampling.opts.method))
+
+        self.batcher = Coalescer(run, self.lock)
 
     @property
     def card(self) -> ModelCard:

@@ -16,12 +16,18 @@ from demo import handlers as H
 from demo import plots, texts
 from demo.components import CheckboxGroup, Dropdown, Number, Radio, Slider
 from core.registry import ModelCard
+from demo.batcher import MAX_QUEUED
 from demo.runtime import Runtime
 from demo.validate import MAX_STEPS, W_MAX, W_MIN
 
 ROOT = Path(__file__).resolve().parent.parent
 UNGUIDED_BY_A_MODEL = [m.label for m in METHOD_TABLE if not m.guide]  # the Beyond tab's default methods (no weaker model)
-SCALED = next(m for m in METHOD_TABLE if m.w_range)  # CFG++: its weight is a scale in [0, 1], with its own list
+SCALED = next(m for m in METHOD_TABLE if m.w_range)
+# A classroom (issue #24): the short sampling events run many at once, since they mostly wait on the result cache or
+# the model's coalescing queue (demo/batcher.py), which bounds the work and answers "busy" past MAX_QUEUED; Gradio's
+# own queue is larger, so a student hears that message rather than Gradio's "queue is full".
+SHORT_CONCURRENCY = 2 * MAX_QUEUED
+QUEUE_SIZE = 256  # CFG++: its weight is a scale in [0, 1], with its own list
 
 try:  # ZeroGPU on Hugging Face Spaces; a no-op elsewhere.
     import spaces  # type: ignore
@@ -118,7 +124,8 @@ def _sweep_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
     grid = _samples("rows: seeds · columns: w", "grid-image")
     grid_info = gr.Markdown(elem_id="grid-info")
     inputs = [mode, cls, w_list, n_seeds, seed0, sampler, v, steps, model]
-    go_btn.click(_bind(rt, H.guidance_grid), inputs, [grid, grid_info], api_name="guidance_grid")
+    go_btn.click(_bind(rt, H.guidance_grid), inputs, [grid, grid_info], api_name="guidance_grid",
+                 concurrency_limit=SHORT_CONCURRENCY)
     _presets(rt, H.guidance_grid, [
         ("class 7, w = 0, 1, 3, DDIM T = 10", ["single class", 7, "0, 1, 3", 6, 0, "ddim", DEFAULT_V, 10, rt.default]),
         ("random classes, w = 0, 1, 3, DDIM T = 10",
@@ -138,7 +145,7 @@ def _sweep_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
     strip = gr.HTML(elem_id="scrub-html")
     strip_info = gr.Markdown()
     w_slider.release(_bind(rt, H.slider_row), [w_slider, cls, seed0, sampler, steps, model], [row, row_info],
-                     api_name="slider_row", trigger_mode="always_last")
+                     api_name="slider_row", trigger_mode="always_last", concurrency_limit=SHORT_CONCURRENCY)
     w_slider.input(None, [w_slider], None, js=plots.SCRUB_JS, api_visibility="private")
     w_slider.change(H.s_of_w, [w_slider], [s_view], api_name="s_of_w", queue=False)
     strip_btn.click(_bind(rt, H.scrub_strip), [cls, seed0, sampler, steps, model], [strip, strip_info],
@@ -406,7 +413,7 @@ def build_demo(rt: Runtime | None = None) -> gr.Blocks:
         model.change(_bind(rt, H.precomputed_tradeoff), [model], [tradeoff], api_name="precomputed_tradeoff")
         model.change(_bind(rt, H.method_choices_update), [model, methods], [methods], api_name="method_choices")
         model.change(_bind(rt, H.precomputed_plane), [model], [plane, saturation], api_name="precomputed_plane")
-    demo.queue(default_concurrency_limit=2, max_size=64)
+    demo.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE)
     return demo
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import ContextManager
 
 import torch
 
@@ -31,7 +32,7 @@ class Warmup:
         self.done = threading.Event()
         self._lock = threading.Lock()
 
-    def start(self, swap_lock: threading.Lock) -> None:
+    def start(self, swap_lock: ContextManager) -> None:
         """Start once; later calls do nothing."""
         with self._lock:
             if self.state != "not started":
@@ -43,7 +44,7 @@ class Warmup:
             self.state = "compiling"
         threading.Thread(target=self._work, args=(swap_lock,), name="compile-warmup", daemon=True).start()
 
-    def _work(self, swap_lock: threading.Lock) -> None:
+    def _work(self, swap_lock: ContextManager) -> None:
         t = time.perf_counter()
         try:
             if self.pipe.device.type == "cuda":
@@ -56,7 +57,7 @@ class Warmup:
             self.seconds = time.perf_counter() - t
             self.done.set()
 
-    def _ahead_of_time(self, swap_lock: threading.Lock) -> str:
+    def _ahead_of_time(self, swap_lock: ContextManager) -> str:
         model, card = self.pipe.model, self.pipe.card
         threads = torch.get_num_threads()
         path = aot.package_path(card.sha256, model.chunk, self.pipe.device, threads, self.cache)
