@@ -118,6 +118,18 @@ def model_card_text(rt: Runtime, model=DEFAULT_MODEL) -> str:
             f"Data: {card.data_source} · Licence: {card.licence}  \nNetwork: {slot.warmup.state}")
 
 
+def serving_stats(rt: Runtime) -> dict:
+    """Per loaded model: the result cache's hits, misses and bytes, and the coalescing queue's runs, requests served and
+    requests waiting now (for load tests and the Space's operator)."""
+    out = {}
+    for name in rt.loaded():
+        slot = rt.slot(name)
+        c, b = slot.results, slot.batcher
+        out[name] = {"cache_hits": c.hits, "cache_misses": c.misses, "cache_bytes": c.bytes,
+                     "runs": b.runs, "requests": b.jobs, "waiting": b.waiting()}
+    return out
+
+
 def model_card_status(rt: Runtime, model=DEFAULT_MODEL) -> tuple[str, dict]:
     """The card as the page loads, and on each poll while a compile runs: the runtime's state now, and the poll timer
     kept active only while some model is still compiling."""

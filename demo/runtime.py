@@ -98,6 +98,11 @@ class Runtime:
                 self._slots[name] = ModelSlot(pipe, Warmup(pipe, enabled=self.compile))
             return self._slots[name]
 
+    def loaded(self) -> list[str]:
+        """The models loaded so far."""
+        with self._lock:
+            return list(self._slots)
+
     def load_all(self) -> None:
         """Load every shipped model (at start-up, so a corrupt file fails there, clearly) and start the warm-ups."""
         for name in self.names:

@@ -66,6 +66,14 @@ def _bind(rt: Runtime, fn):
     return gpu(partial(fn, rt))
 
 
+def _stats(rt: Runtime):
+    def serving_stats() -> dict:
+        """The result caches' and coalescing queues' counters, per loaded model."""
+        return H.serving_stats(rt)
+
+    return serving_stats
+
+
 def _sampler_steps(steps_default: int = H.DEFAULT_STEPS):
     with gr.Row():
         sampler = Radio(list(SAMPLERS), value="ddim", label="sampler", info="ancestral = the paper's sampler (with v)")
@@ -413,6 +421,7 @@ def build_demo(rt: Runtime | None = None) -> gr.Blocks:
         model.change(_bind(rt, H.precomputed_tradeoff), [model], [tradeoff], api_name="precomputed_tradeoff")
         model.change(_bind(rt, H.method_choices_update), [model, methods], [methods], api_name="method_choices")
         model.change(_bind(rt, H.precomputed_plane), [model], [plane, saturation], api_name="precomputed_plane")
+        gr.api(_stats(rt), api_name="serving_stats", queue=False)
     demo.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE)
     return demo
 
@@ -420,5 +429,6 @@ def build_demo(rt: Runtime | None = None) -> gr.Blocks:
 def launch_kwargs() -> dict:
     """launch() arguments: theme and CSS, and only assets/ may be served."""
     return dict(theme=gr.themes.Soft(), css=CSS, allowed_paths=[str(ROOT / "assets")], show_error=True,
+                max_threads=4 * SHORT_CONCURRENCY,  # the short events' waiting handlers, and every other event's
                 server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
