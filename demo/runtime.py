@@ -56,13 +56,14 @@ class ModelSlot:
     trajectories: dict = field(default_factory=dict)  # the "Inside one step" tab's recent trajectories
     data_stats: dict = field(default_factory=dict)  # statistics of the model's real data, computed on first use
     results: ResultCache = field(default_factory=ResultCache)  # sampled grids, keyed by their full request
+    gate: ModelLock = field(default_factory=ModelLock)  # the cores, shared by every model's short requests
     batcher: Coalescer | None = None  # concurrent grid requests, sampled together (set in __post_init__)
 
     def __post_init__(self):
         def run(grids, sampling, noise):
             return generate_grids(self.pipe.model, grids, sampling, noise, self.pipe.guide_for(sampling.opts.method))
 
-        self.batcher = Coalescer(run, self.lock)
+        self.batcher = Coalescer(run, self.lock, gate=self.gate)
 
     @property
     def card(self) -> ModelCard:
@@ -81,6 +82,7 @@ class Runtime:
         self.outputs = outputs if outputs is not None else OutputFiles()
         self._slots: dict[str, ModelSlot] = {}
         self._lock = threading.Lock()
+        self._gate = ModelLock()  # one sampling run of short requests at a time, whichever the model
 
     @property
     def default(self) -> str:
@@ -95,7 +97,7 @@ class Runtime:
         with self._lock:
             if name not in self._slots:
                 pipe = load_pipeline(name, self.device, self.assets)
-                self._slots[name] = ModelSlot(pipe, Warmup(pipe, enabled=self.compile))
+                self._slots[name] = ModelSlot(pipe, Warmup(pipe, enabled=self.compile), gate=self._gate)
             return self._slots[name]
 
     def loaded(self) -> list[str]:

@@ -154,7 +154,7 @@ contributors (CC-BY 4.0). The selected model's card above names its data source 
 TOY = r"""
 **The exact 2-D lab.** No network here: the "model" is a 2-D Gaussian mixture whose every noisy marginal is again a
 Gaussian mixture, so $\epsilon^*(z_\lambda, c) = -\sigma_\lambda \nabla_z \log p_\lambda(z \mid c)$, the unconditional
-$\epsilon^*(z_\lambda)$ and the noisy classifier $p_\lambda(c \mid z)$ are exact (`core/toy.py`). The app's own samplers and
+$\epsilon^*(z_\lambda)$ and the noisy classifier $p_\lambda(c \mid z)$ are exact (`core/toy/`). The app's own samplers and
 guidance code run on it, with $\hat x$ clipping off. What you see is the method alone, not a network's errors. Blue is the
 density CFG is often said to sample, $p_w(x \mid c) \propto p(x \mid c)^{1+w} p(x)^{-w} = p(x \mid c)\,p(c \mid x)^w$ up to a
 constant; red are the samples. At $w = 0$ the samples match $p(x \mid c)$ to the two-exact-draws floor; for $w > 0$ they

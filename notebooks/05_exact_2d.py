@@ -17,7 +17,7 @@
 # # 5. An exact 2-D lab
 # A class-conditional Gaussian mixture in 2-D: every noisy marginal $p_\lambda(z \mid c)$ is again a mixture, so the
 # scores $\epsilon^*(z_\lambda, c) = -\sigma_\lambda \nabla_z \log p_\lambda(z \mid c)$, $\epsilon^*(z_\lambda)$ and the noisy
-# classifier $p_\lambda(c \mid z)$ are exact (`core/toy.py`). The app's own samplers and guidance run on it, in float64,
+# classifier $p_\lambda(c \mid z)$ are exact (`core/toy/`). The app's own samplers and guidance run on it, in float64,
 # with $\hat x$ clipping off. Every claim below is asserted.
 
 # %%

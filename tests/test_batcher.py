@@ -32,22 +32,24 @@ def test_concurrent_rows_share_one_run_and_keep_their_pixels(rt):
     """Rows requested while the model is busy are sampled in one run, each as it would be alone."""
     slot = rt.slot("digits")
     sc = SamplerConfig("ddim", 3)
-    seeds = [[100 + 10 * k + i for i in range(8)] for k in range(4)]
+    k_rows = slot.batcher.max_rows // 8  # as many rows of 8 as one run takes
+    assert k_rows >= 2
+    seeds = [[100 + 10 * k + i for i in range(8)] for k in range(k_rows)]
     solo = [generate(slot.pipe.model, s, [k] * 8, [1.0 + k], sc) for k, s in enumerate(seeds)]
     out: dict[int, torch.Tensor] = {}
     runs = slot.batcher.runs
     with slot.lock:  # the model is busy: the four requests queue up behind it
         threads = [threading.Thread(target=lambda k=k: out.__setitem__(k, H._sample(slot, seeds[k], [k] * 8, [1.0 + k], sc)))
-                   for k in range(4)]
+                   for k in range(k_rows)]
         for t in threads:
             t.start()
         deadline = time.time() + 10
-        while slot.batcher.waiting() < 4 and time.time() < deadline:
+        while slot.batcher.waiting() < k_rows and time.time() < deadline:
             time.sleep(0.01)
     for t in threads:
         t.join(30)
-    assert slot.batcher.runs == runs + 1  # one sampler run served all four
-    assert all(torch.equal(out[k], solo[k]) for k in range(4))
+    assert slot.batcher.runs == runs + 1  # one sampler run served them all
+    assert all(torch.equal(out[k], solo[k]) for k in range(k_rows))
 
 
 def test_past_the_bound_a_request_hears_busy_at_once():
@@ -121,3 +123,27 @@ def test_an_error_reaches_every_request_of_the_run_and_the_worker_lives_on():
     with pytest.raises(ValueError, match="boom"):
         co.submit(([0], [0], [0.0]), SamplerConfig("ddim", 1))
     assert co.submit(([0], [0], [0.0]), SamplerConfig("ddim", 1)).item() == 1.0
+
+
+def test_two_models_short_runs_take_turns_on_the_cores(rt):
+    """The models' queues share one gate: while one model's rows sample, the other's wait (no two runs fight over the
+    same cores)."""
+    a, b = rt.slot("digits").batcher, rt.slot("emoji").batcher
+    assert a.gate is b.gate
+    active, overlaps = [], []
+
+    def run(grids, sampling, noise):
+        active.append(1)
+        overlaps.append(len(active))
+        time.sleep(0.2)
+        active.pop()
+        return [torch.zeros(1) for _ in grids]
+
+    qa, qb = Coalescer(run, ModelLock(), gate=a.gate), Coalescer(run, ModelLock(), gate=a.gate)
+    threads = [threading.Thread(target=q.submit, args=(([k], [0], [0.0]), SamplerConfig("ddim", 1)))
+               for k, q in enumerate([qa, qb, qa, qb])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(overlaps) >= 2 and max(overlaps) == 1

@@ -58,7 +58,7 @@ def test_sample_cli_writes_png_and_npz(tmp_path, pipeline):
 
 def test_sweep_cli_writes_csv(tmp_path, pipeline):
     """Every CSV row (w points and a truncation baseline) equals sweep_stream run directly on the same arguments."""
-    from core.sweep import main
+    from core.sweep.__main__ import main
 
     out = tmp_path / "c.csv"
     main(["--w", "0", "1", "--truncation", "0.5", "--n", "10", "--steps", "3", "--sampler", "ancestral", "--v", "0.5",
@@ -112,7 +112,7 @@ def test_inception_refuses_a_state_dict(tmp_path):
 
 def test_sweep_cli_with_inception_uses_its_features(tmp_path, pipeline, fake_inception):
     """--inception: the generated and the real training digits both go through the given network."""
-    from core.sweep import main
+    from core.sweep.__main__ import main
 
     out = tmp_path / "c.csv"
     main(["--w", "0", "2", "--n", "10", "--steps", "3", "--sampler", "ddim", "--batch", "10",
@@ -130,7 +130,7 @@ def test_sample_and_sweep_clis_take_a_guidance_method(tmp_path, pipeline):
     """--method apg (with its η, r, β) gives generate()'s APG pixels and records the method; bad choices are clear."""
     from core.guidance import APGParams, GuidanceOptions
     from core.sample import main as sample_main
-    from core.sweep import main as sweep_main
+    from core.sweep.__main__ import main as sweep_main
 
     npz = tmp_path / "apg.npz"
     sample_main(["--classes", "2", "--w", "0", "4", "--seeds", "1-2", "--steps", "3", "--sampler", "ddim", "--method",
@@ -167,7 +167,7 @@ def test_sample_and_sweep_clis_take_a_guidance_method(tmp_path, pipeline):
 def test_sweep_cli_appends_each_method_to_one_csv(tmp_path):
     """--append keeps the CSV's other rows and replaces a row with the same label; labels name the method and, for
     APG off the paper's defaults, its parameters; APG's columns are blank on other methods' rows."""
-    from core.sweep import main as sweep_main
+    from core.sweep.__main__ import main as sweep_main
 
     out = tmp_path / "all.csv"
     base = ["--n", "4", "--steps", "2", "--sampler", "ddim", "--out", str(out), "--device", "cpu"]

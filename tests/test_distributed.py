@@ -74,7 +74,7 @@ def _rows(path) -> list[dict]:
 
 @pytest.mark.timeout(600)
 def test_torchrun_cli_writes_the_single_process_csv(tmp_path):
-    from core.sweep import main
+    from core.sweep.__main__ import main
 
     args = ["--w", "0", "2", "--steps", "3", "--sampler", "ancestral", "--batch", "4", "--device", "cpu"]
     run = _torchrun([*args, "--samples", "9", "--out", str(tmp_path / "sharded.csv")])
