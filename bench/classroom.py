@@ -138,6 +138,13 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return vals.get("VmRSS", float("nan")), vals.get("VmHWM", float("nan"))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_app(cwd: Path, port: int) -> subprocess.Popen:
     env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
@@ -171,6 +178,7 @@ def run_class(title: str, cwd: Path, port: int, students: int, seconds: float) -
         print(f"lecture-start burst: {students} identical default rows within 1 s: all served within "
               f"{max(ok) if ok else float('nan'):.2f} s, {sum(1 for r in b if r.error)} errors [goal: all within 2 s]")
         out, lock = [], threading.Lock()
+        cpu0, own0 = cpu_seconds(proc.pid), time.process_time()
         until = time.perf_counter() + seconds
         threads = [threading.Thread(target=student, args=(url, k, until, out, lock)) for k in range(students)]
         for t in threads:
@@ -178,6 +186,8 @@ def run_class(title: str, cwd: Path, port: int, students: int, seconds: float) -
         for t in threads:
             t.join()
         summary = report(out, seconds)
+        print(f"CPU over the class: the app {cpu_seconds(proc.pid) - cpu0:.0f} s, the students' clients "
+              f"{time.process_time() - own0:.0f} s, of {2 * seconds:.0f} core-seconds on 2 cores")
         rss, hwm = rss_mb(proc.pid)
         summary["rss_mb"] = rss
         print(f"app RSS at the end {rss:.0f} MB (peak {hwm:.0f} MB) [goal ≤ 1,500 MB]")

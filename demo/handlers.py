@@ -33,6 +33,7 @@ from demo.validate import (MAX_CURVE_POINTS, check_class, check_curve_n, check_g
                            check_unit, check_v, check_w, parse_scale_list, parse_w_list, split_list)
 
 DEFAULT_STEPS = 10
+SWEEP_CLASS, SWEEP_WS, SWEEP_SEEDS = 3, "0, 0.1, 0.3, 1, 2, 4", 6  # the Guidance sweep tab's class, columns and rows
 ROW_SEEDS = 8
 SCRUB_WS = [-1.0, -0.5, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0,
             3.5, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 15.0, 20.0]
@@ -182,6 +183,15 @@ def slider_row(rt: Runtime, w, cls, seed_start, sampler: str, steps, model=DEFAU
     dt = time.perf_counter() - t
     img = grid_image(_u8(x), 3)
     return img, _info(f"w = {w:g}, s = 1+w = {1 + w:g}, {sc.sampler} T={sc.steps}", ROW_SEEDS, _nfe([w], sc.steps), dt)
+
+
+def prefill(rt: Runtime) -> None:
+    """Put what every student of a class asks for first, each model's default grid and slider row (w = 0), into the
+    result cache once its compile warm-up is over (issue #24: a lecture starts with everyone asking at once)."""
+    for name in rt.names:
+        rt.slot(name).warmup.wait()
+        guidance_grid(rt, "single class", SWEEP_CLASS, SWEEP_WS, SWEEP_SEEDS, 0, "ddim", DEFAULT_V, DEFAULT_STEPS, name)
+        slider_row(rt, 0.0, SWEEP_CLASS, 0, "ddim", DEFAULT_STEPS, name)
 
 
 def s_of_w(w) -> str:

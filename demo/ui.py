@@ -5,6 +5,7 @@ Every handler gets the app's Runtime bound as its first argument, and the model 
 from __future__ import annotations
 
 import os
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -121,10 +122,10 @@ def _sweep_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
     gr.Markdown(texts.SWEEP, latex_delimiters=texts.LATEX)
     with gr.Row():
         mode = Radio(["single class", "random classes"], value="single class", label="mode")
-        cls = _class(card, 3, classes)
-        w_list = gr.Textbox("0, 0.1, 0.3, 1, 2, 4", label="w values (columns)")
+        cls = _class(card, H.SWEEP_CLASS, classes)
+        w_list = gr.Textbox(H.SWEEP_WS, label="w values (columns)")
     with gr.Row():
-        n_seeds = Slider(1, 16, value=6, step=1, label="seeds (rows)")
+        n_seeds = Slider(1, 16, value=H.SWEEP_SEEDS, step=1, label="seeds (rows)")
         seed0 = Number(0, precision=0, label="first seed")
         v = Slider(0, 1, value=DEFAULT_V, step=0.05, label="v (ancestral variance interpolation)")
     sampler, steps = _sampler_steps()
@@ -385,6 +386,7 @@ def build_demo(rt: Runtime | None = None) -> gr.Blocks:
     """Build the app over the runtime's shipped models (a new Runtime by default)."""
     rt = rt if rt is not None else Runtime()
     rt.load_all()  # load and sha256-check every model at start-up (a corrupt file fails here, clearly); warm-ups start
+    threading.Thread(target=H.prefill, args=(rt,), name="prefill", daemon=True).start()
     card, classes = rt.card(rt.default), []
     with gr.Blocks(title="CFG Explorer", delete_cache=(600, 3600)) as demo:
         gr.Markdown(texts.INTRO, latex_delimiters=texts.LATEX)

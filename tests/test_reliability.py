@@ -61,6 +61,24 @@ def test_sixteen_concurrent_users_are_all_answered(app_url):
     assert lat[-1] < 20 * p50 + 5
 
 
+def test_ten_students_of_a_classroom_get_no_errors(app_url, app_runtime):
+    """Issue #24's smoke run: bench/classroom.py's students (the mix of shared, unique-seed and default requests on both
+    models, with their thinking time) for 20 s: every request is answered, and the shared ones come from the cache."""
+    import threading
+
+    from bench.classroom import student
+
+    out, lock = [], threading.Lock()
+    until = time.perf_counter() + 20
+    threads = [threading.Thread(target=student, args=(app_url, 1000 + k, until, out, lock)) for k in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(out) >= 10 and [r.error for r in out if r.error] == []
+    assert sum(app_runtime.slot(m).results.hits for m in app_runtime.loaded()) > 0
+
+
 def test_closing_mid_curve_frees_the_worker(client, app_runtime):
     slot = app_runtime.slot("digits")
 
