@@ -159,6 +159,8 @@ def generate_grids(model, grids: list[tuple[list[int], list[int], list[float]]],
     """Several same-seed grids (seeds, labels, ws) in one batched run, as a server coalesces requests; grid k comes back
     as generate would return it alone, (n_w, n_seeds, C, H, W), bitwise (per-seed noise, a batch-invariant network)."""
     assert len(grids) > 0, "no grids"
+    if len(grids) == 1:  # one grid alone keeps generate's tiled first step
+        return [generate(model, *grids[0], sampling, noise_cfg, guide_model=guide_model)]
     seeds, labels, ws = [], [], []
     for g_seeds, g_labels, g_ws in grids:  # 1. every grid's rows, w-major as generate lays them out
         assert len(g_seeds) == len(g_labels) and len(g_seeds) > 0 and len(g_ws) > 0, (len(g_seeds), len(g_ws))

@@ -23,12 +23,12 @@ from demo.validate import MAX_STEPS, W_MAX, W_MIN
 
 ROOT = Path(__file__).resolve().parent.parent
 UNGUIDED_BY_A_MODEL = [m.label for m in METHOD_TABLE if not m.guide]  # the Beyond tab's default methods (no weaker model)
-SCALED = next(m for m in METHOD_TABLE if m.w_range)
+SCALED = next(m for m in METHOD_TABLE if m.w_range)  # CFG++: its weight is a scale in [0, 1], with its own list
 # A classroom (issue #24): the short sampling events run many at once, since they mostly wait on the result cache or
 # the model's coalescing queue (demo/batcher.py), which bounds the work and answers "busy" past MAX_QUEUED; Gradio's
 # own queue is larger, so a student hears that message rather than Gradio's "queue is full".
 SHORT_CONCURRENCY = 2 * MAX_QUEUED
-QUEUE_SIZE = 256  # CFG++: its weight is a scale in [0, 1], with its own list
+QUEUE_SIZE = 256
 
 try:  # ZeroGPU on Hugging Face Spaces; a no-op elsewhere.
     import spaces  # type: ignore
