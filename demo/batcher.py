@@ -9,6 +9,7 @@ Coalescer: one worker per model takes every queued request that can share a samp
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import deque
 from contextlib import contextmanager
@@ -35,19 +36,23 @@ class Busy(gr.Error):
 
 
 class ModelLock:
-    """A lock with two classes of waiters: urgent() ones (short requests) go before plain `with lock:` ones."""
+    """A fair lock with two classes of waiters: urgent() ones (short requests) go before plain `with lock:` ones, and
+    within a class the lock passes in the order of asking (a releasing thread cannot take it straight back while
+    another waits, as it can with a plain Lock: that starved one model's rows behind the other's)."""
 
     def __init__(self):
         self._cv = threading.Condition()
         self._held = False
-        self._urgent_waiting = 0
+        self._tickets = itertools.count()
+        self._waiting: list[tuple[bool, int]] = []  # (not urgent, ticket): the smallest goes next
 
     def acquire(self, urgent: bool = False) -> None:
         with self._cv:
-            self._urgent_waiting += urgent
-            while self._held or (not urgent and self._urgent_waiting):
+            me = (not urgent, next(self._tickets))
+            self._waiting.append(me)
+            while self._held or min(self._waiting) != me:
                 self._cv.wait()
-            self._urgent_waiting -= urgent
+            self._waiting.remove(me)
             self._held = True
 
     def release(self) -> None:

@@ -147,3 +147,22 @@ def test_two_models_short_runs_take_turns_on_the_cores(rt):
     for t in threads:
         t.join(10)
     assert len(overlaps) >= 2 and max(overlaps) == 1
+
+
+def test_the_lock_passes_in_the_order_of_asking():
+    """A thread that releases the lock and asks again queues behind those already waiting (no model starves)."""
+    lock, order = ModelLock(), []
+    lock.acquire()
+
+    def waiter(name):
+        with lock.urgent():
+            order.append(name)
+
+    first = threading.Thread(target=waiter, args=("other model",))
+    first.start()
+    time.sleep(0.1)
+    lock.release()
+    with lock.urgent():  # the releasing thread asks again at once
+        order.append("same model again")
+    first.join(5)
+    assert order == ["other model", "same model again"]
