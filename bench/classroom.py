@@ -14,7 +14,6 @@ the same way first, in a temporary worktree, and prints the ratios.
 import argparse
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ class Result:
     model: str
     seconds: float
     error: str = ""
+    at: float = 0.0  # when it was sent (perf_counter)
 
 
 def request(rng: random.Random) -> tuple[str, str, tuple, str]:
@@ -60,9 +60,9 @@ def timed(client, kind: str, model: str, args: tuple, api: str) -> Result:
     t = time.perf_counter()
     try:
         client.predict(*args, api_name=api)
-        return Result(kind, model, time.perf_counter() - t)
+        return Result(kind, model, time.perf_counter() - t, at=t)
     except Exception as e:  # an error is a result to count, not a crash of the benchmark
-        return Result(kind, model, time.perf_counter() - t, f"{type(e).__name__}: {str(e)[:80]}")
+        return Result(kind, model, time.perf_counter() - t, f"{type(e).__name__}: {str(e)[:80]}", t)
 
 
 def student(url: str, seed: int, until: float, out: list, lock: threading.Lock) -> None:
@@ -105,7 +105,7 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
-def report(results: list[Result], seconds: float) -> dict:
+def report(results: list[Result], seconds: float, start: float) -> dict:
     """Print the table; return the summary figures."""
     print("| request | model | n | p50 | p95 | max | errors |")
     print("|---|---|---|---|---|---|---|")
@@ -125,6 +125,11 @@ def report(results: list[Result], seconds: float) -> dict:
           + (f" (first: {errors[0]})" if errors else ""))
     print(f"slider rows, all: p50 {summary['rows_p50']:.2f} s [goal ≤ 1.0], p95 {summary['rows_p95']:.2f} s [goal ≤ 2.5]; "
           f"unique-seed rows: p95 {summary['unique_p95']:.2f} s [goal ≤ 5]")
+    for lo, hi in ((0, 30), (30, seconds)):  # the class's arrival (every cache cold) and after it
+        part = [r.seconds for r in results if r.kind.startswith("slider") and not r.error and lo <= r.at - start < hi]
+        if part:
+            print(f"slider rows sent in [{lo:.0f}, {hi:.0f}) s: n {len(part)}, p50 {pct(part, .5):.2f} s, "
+                  f"p95 {pct(part, .95):.2f} s, max {max(part):.2f} s")
     return summary
 
 
@@ -179,13 +184,14 @@ def run_class(title: str, cwd: Path, port: int, students: int, seconds: float) -
               f"{max(ok) if ok else float('nan'):.2f} s, {sum(1 for r in b if r.error)} errors [goal: all within 2 s]")
         out, lock = [], threading.Lock()
         cpu0, own0 = cpu_seconds(proc.pid), time.process_time()
-        until = time.perf_counter() + seconds
+        start = time.perf_counter()
+        until = start + seconds
         threads = [threading.Thread(target=student, args=(url, k, until, out, lock)) for k in range(students)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        summary = report(out, seconds)
+        summary = report(out, seconds, start)
         print(f"CPU over the class: the app {cpu_seconds(proc.pid) - cpu0:.0f} s, the students' clients "
               f"{time.process_time() - own0:.0f} s, of {2 * seconds:.0f} core-seconds on 2 cores")
         rss, hwm = rss_mb(proc.pid)
