@@ -191,6 +191,26 @@ def energy_distance(a: Tensor, b: Tensor) -> float:
     return float(2 * torch.cdist(a, b).mean() - torch.cdist(a, a).mean() - torch.cdist(b, b).mean())
 
 
+def _mean_distance(a: Tensor, b: Tensor) -> float:
+    """E‖a − b‖ over all pairs (float64): energy_distance's terms, for reuse."""
+    return float(torch.cdist(a.to(torch.float64), b.to(torch.float64)).mean())
+
+
+@lru_cache(maxsize=64)
+def _exact_draws(mix: Mixture, c: int, w: float, n: int, seed: int) -> tuple[Tensor, float]:
+    """n exact draws of p_w(x | c) and their own mean distance, computed once per request (every method and every
+    call of the lab measures against the same draws)."""
+    d = sample_tilted(mix, c, w, n, seed=seed)
+    return d, _mean_distance(d, d)
+
+
+@lru_cache(maxsize=64)
+def _draws_floor(mix: Mixture, c: int, w: float, n: int) -> float:
+    """The energy distance between two independent sets of n exact draws of p_w(x | c): the noise floor."""
+    (tilt, tt), (other, oo) = _exact_draws(mix, c, w, n, 2), _exact_draws(mix, c, w, n, 3)
+    return 2 * _mean_distance(other, tilt) - oo - tt
+
+
 def mode_coverage(x: Tensor, mix: Mixture, c: int, min_share: float = 0.02) -> float:
     """Diversity: the share of class c's components that receive at least min_share of the samples, each sample
     assigned to its most responsible component of class c."""
@@ -264,13 +284,14 @@ def measure_grid(mix: Mixture, c: int, ws: list[float], sampling, n: int = 2000,
 
     x = generate(ExactModel(mix).eval(), list(range(seed, seed + n)), [c] * n, list(ws), sampling,
                  guide_model=ExactModel(guide).eval() if guide is not None else None).reshape(len(ws), n, 2).double()
-    ref = sample_tilted(mix, c, 0.0, n, seed=1)
+    ref, rr = _exact_draws(mix, c, 0.0, n, 1)
     out = []
     for w, xw in zip(ws, x):
-        tilt = sample_tilted(mix, c, w, n, seed=2)
+        # energy distances to exact draws of p(x | c) and of p_w, sharing the samples' own term (energy_distance's sum)
+        (tilt, tt), xx = _exact_draws(mix, c, float(w), n, 2), _mean_distance(xw, xw)
         row = LabRow(sampling.opts.method, w, fidelity(xw, mix, c), mode_coverage(xw, mix, c), outside_share(xw, mix, c),
-                     energy_distance(xw, ref), energy_distance(xw, tilt),
-                     energy_distance(sample_tilted(mix, c, w, n, seed=3), tilt))
+                     2 * _mean_distance(xw, ref) - xx - rr, 2 * _mean_distance(xw, tilt) - xx - tt,
+                     _draws_floor(mix, c, float(w), n))
         out.append((row, xw))
     return out
 
