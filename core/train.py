@@ -152,7 +152,8 @@ class RunOptions:
     """How one training run is executed (not recorded as a hyper-parameter): device, resuming and checkpoints.
 
     stop_at: checkpoint and return None after that step, as an interrupted run would (for time-boxed runs and tests).
-    snapshot_every: also keep the EMA weights every that many steps (runs/NAME/ema_STEP.safetensors), for the curve of
+    snapshot_every: also keep the EMA weights every that many steps (runs/NAME/ema_STEP.{safetensors,json}, a model
+    core.checkpoint.load_model reads), for the curve of
     quality against training time; None = never.
     """
 
@@ -264,9 +265,9 @@ def train(kind: str, out: Path, cfg: TrainConfig, model_cfg, opts: RunOptions = 
             if time.time() - last_ckpt > opts.ckpt_minutes * 60 or run.step in (cfg.steps, opts.stop_at):
                 _save_ckpt(run.ckpt, run.step, run.model, run.ema, run.opt, run.gen)
                 last_ckpt = time.time()
-            if opts.snapshot_every and run.step % opts.snapshot_every == 0:
-                save_file({k: v.detach().cpu().contiguous() for k, v in run.ema.state_dict().items()},
-                          str(run.ckpt.parent / f"ema_{run.step:06d}.safetensors"))
+            if opts.snapshot_every and run.step % opts.snapshot_every == 0:  # a loadable model, for the curve
+                save_model(run.ema, run.ckpt.parent / f"ema_{run.step:06d}",
+                           "unet" if run.kind == "diffusion" else "classifier", {"step": run.step})
             if run.step == opts.stop_at:
                 bar.close()
                 log.write(json.dumps({"stopped_at": run.step, "steps_this_run": run.step - first_step}) + "\n")

