@@ -188,10 +188,12 @@ def slider_row(rt: Runtime, w, cls, seed_start, sampler: str, steps, model=DEFAU
 def prefill(rt: Runtime) -> None:
     """Put what every student of a class asks for first, each model's default grid and slider row (w = 0), into the
     result cache once its compile warm-up is over (issue #24: a lecture starts with everyone asking at once)."""
+    rt.load_all()  # every model loaded and its warm-up started (once), so that the waits below end
     for name in rt.names:
         rt.slot(name).warmup.wait()
-        guidance_grid(rt, "single class", SWEEP_CLASS, SWEEP_WS, SWEEP_SEEDS, 0, "ddim", DEFAULT_V, DEFAULT_STEPS, name)
-        slider_row(rt, 0.0, SWEEP_CLASS, 0, "ddim", DEFAULT_STEPS, name)
+        c = min(SWEEP_CLASS, rt.card(name).num_classes - 1)  # the class control's default, as demo.ui sets it
+        guidance_grid(rt, "single class", c, SWEEP_WS, SWEEP_SEEDS, 0, "ddim", DEFAULT_V, DEFAULT_STEPS, name)
+        slider_row(rt, 0.0, c, 0, "ddim", DEFAULT_STEPS, name)
 
 
 def s_of_w(w) -> str:

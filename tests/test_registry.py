@@ -151,6 +151,22 @@ def test_runtime_serves_every_model_with_its_own_state(assets):
         H.slider_row(rt, 1.0, 3, 0, "ddim", 3, "emoji")
 
 
+def test_prefill_caches_every_models_default_grid_and_row(assets):
+    """Issue #24: after prefill, the first thing a class asks of any model (the default row, the default grid) is a
+    cache hit, also for a model with fewer classes than the sweep tab's default class (it takes its last class)."""
+    from demo import handlers as H
+    from demo.runtime import Runtime
+
+    rt = Runtime(assets, device="cpu", compile=False)
+    H.prefill(rt)
+    for name in rt.names:
+        c = min(H.SWEEP_CLASS, rt.card(name).num_classes - 1)
+        hits = rt.slot(name).results.hits
+        H.slider_row(rt, 0.0, c, 0, "ddim", H.DEFAULT_STEPS, name)
+        H.guidance_grid(rt, "single class", c, H.SWEEP_WS, H.SWEEP_SEEDS, 0, "ddim", H.DEFAULT_V, H.DEFAULT_STEPS, name)
+        assert rt.slot(name).results.hits == hits + 2, name
+
+
 def test_fifty_requests_leave_a_bounded_number_of_files(tmp_path):
     from demo import handlers as H
     from demo.runtime import OutputFiles, Runtime
