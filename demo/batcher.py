@@ -26,8 +26,7 @@ Grid = tuple[list[int], list[int], list[float]]  # seeds, labels, ws: one same-s
 BUSY = "The Space is busy, try again in a few seconds"
 MAX_QUEUED = 16  # requests waiting per model before new ones are told BUSY: ≈ 6–12 s of rows on 2 cores
 # Sample rows per coalesced run: two rows of 8. Unguided rows then share one network chunk of 16; guided rows fill a
-# chunk each anyway ([cond; uncond]), and a larger run only makes everyone in it wait for the whole run (measured:
-# runs of up to 64 rows gave a classroom's rows a p95 of 5.4 s).
+# chunk each anyway ([cond; uncond]), and a larger run only makes everyone in it wait for the whole run.
 MAX_ROWS = 16
 
 
