@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import header  # noqa: E402
-from bench.latency import wait_compiled  # noqa: E402
+from bench.latency import wait_compiled, wait_prefilled  # noqa: E402
 
 MODELS = ("digits", "emoji")
 GRID = ("single class", 3, "0, 0.1, 0.3, 1, 2, 4", 6, 0, "ddim", 0.3, 10)  # the tab's defaults
@@ -178,6 +178,7 @@ def run_class(title: str, cwd: Path, port: int, students: int, seconds: float) -
         for model in MODELS:  # load both models (and start their compiles) as a first visitor would
             c.predict(model, api_name="/model_card")
         wait_compiled(c)
+        wait_prefilled(c)
         b = burst(url, students)
         ok = [r.seconds for r in b if not r.error]
         print(f"lecture-start burst: {students} identical default rows within 1 s: all served within "

@@ -49,16 +49,35 @@ class ResultCache:
             with self._lock:
                 self._pending.pop(key).set()
 
+    def peek(self, key: Hashable) -> torch.Tensor | None:
+        """The cached result for key, or None; counts a hit when there is one (no computing, no waiting)."""
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return self._items[key]
+
+    def put(self, key: Hashable, value: torch.Tensor) -> None:
+        """Keep value as key's result (a part of a larger result that a later request may ask for alone)."""
+        self._store(key, value)
+
     def _store(self, key: Hashable, value: torch.Tensor) -> None:
         size = value.element_size() * value.nelement()
         if size > self.max_bytes:
             return
         with self._lock:
+            if key in self._items:
+                return
             self._items[key] = value
             self.bytes += size
             while self.bytes > self.max_bytes:
                 _, old = self._items.popitem(last=False)
                 self.bytes -= old.element_size() * old.nelement()
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items
 
     def __len__(self) -> int:
         return len(self._items)

@@ -91,8 +91,22 @@ def _sample(slot: ModelSlot, seeds, labels, ws, sampling: SamplerConfig, noise=N
     if callback is not None and not progress_only:
         return compute()
     compiled = slot.pipe.model.compiled is not None  # eager and compiled kernels may differ in the last bits
-    key = (slot.card.sha256, compiled, tuple(seeds), tuple(labels), tuple(float(w) for w in ws), sampling, noise)
-    return slot.results.get_or_compute(key, compute)
+
+    def key(w_tuple: tuple) -> tuple:
+        return slot.card.sha256, compiled, tuple(seeds), tuple(labels), w_tuple, sampling, noise
+
+    # Each w's row of a grid is what a request of that row alone gets (same seeds ⇒ same pixels, tested), so a grid is
+    # assembled from cached rows when all are there, and a computed grid leaves its rows behind for the slider.
+    ws = tuple(float(w) for w in ws)
+    row_keys = [key((w,)) for w in ws] if len(ws) > 1 else []
+    if row_keys and key(ws) not in slot.results and all(k in slot.results for k in row_keys):
+        rows = [slot.results.peek(k) for k in row_keys]
+        if all(r is not None for r in rows):  # (none evicted meanwhile)
+            return torch.cat(rows)
+    x = slot.results.get_or_compute(key(ws), compute)
+    for k, row in zip(row_keys, x.split(1)):
+        slot.results.put(k, row.clone())
+    return x
 
 
 def _info(what: str, n_samples: int, nfe: int, seconds: float) -> str:
@@ -120,14 +134,14 @@ def model_card_text(rt: Runtime, model=DEFAULT_MODEL) -> str:
 
 
 def serving_stats(rt: Runtime) -> dict:
-    """Per loaded model: the result cache's hits, misses and bytes, and the coalescing queue's runs, requests served and
-    requests waiting now (for load tests and the Space's operator)."""
+    """Per loaded model: the result cache's hits, misses and bytes, the coalescing queue's runs, requests served and
+    requests waiting now, and whether the start-up prefill is done (for load tests and the Space's operator)."""
     out = {}
     for name in rt.loaded():
         slot = rt.slot(name)
         c, b = slot.results, slot.batcher
         out[name] = {"cache_hits": c.hits, "cache_misses": c.misses, "cache_bytes": c.bytes,
-                     "runs": b.runs, "requests": b.jobs, "waiting": b.waiting()}
+                     "runs": b.runs, "requests": b.jobs, "waiting": b.waiting(), "prefilled": slot.prefilled.is_set()}
     return out
 
 
@@ -186,14 +200,16 @@ def slider_row(rt: Runtime, w, cls, seed_start, sampler: str, steps, model=DEFAU
 
 
 def prefill(rt: Runtime) -> None:
-    """Put what every student of a class asks for first, each model's default grid and slider row (w = 0), into the
-    result cache once its compile warm-up is over (issue #24: a lecture starts with everyone asking at once)."""
+    """Put what every student of a class asks for first into the result cache once its compile warm-up is over: each
+    model's default grid, and its scrub strip, whose rows are the default slider row at every w of SCRUB_WS (issue #24:
+    a lecture starts with everyone asking at once)."""
     rt.load_all()  # every model loaded and its warm-up started (once), so that the waits below end
     for name in rt.names:
         rt.slot(name).warmup.wait()
         c = min(SWEEP_CLASS, rt.card(name).num_classes - 1)  # the class control's default, as demo.ui sets it
         guidance_grid(rt, "single class", c, SWEEP_WS, SWEEP_SEEDS, 0, "ddim", DEFAULT_V, DEFAULT_STEPS, name)
-        slider_row(rt, 0.0, c, 0, "ddim", DEFAULT_STEPS, name)
+        scrub_strip(rt, c, 0, "ddim", DEFAULT_STEPS, name, progress=lambda *a, **k: None)  # its rows: the slider's
+        rt.slot(name).prefilled.set()
 
 
 def s_of_w(w) -> str:

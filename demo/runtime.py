@@ -58,6 +58,7 @@ class ModelSlot:
     results: ResultCache = field(default_factory=ResultCache)  # sampled grids, keyed by their full request
     gate: ModelLock = field(default_factory=ModelLock)  # the cores, shared by every model's short requests
     batcher: Coalescer | None = None  # concurrent grid requests, sampled together (set in __post_init__)
+    prefilled: threading.Event = field(default_factory=threading.Event)  # set once demo.handlers.prefill is done
 
     def __post_init__(self):
         def run(grids, sampling, noise):

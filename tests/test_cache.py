@@ -64,3 +64,20 @@ def test_the_scrub_strip_comes_from_the_cache_the_second_time(rt):
     hits = slot.results.hits
     html2, _ = H.scrub_strip(rt, 5, 0, "ddim", 2, progress=lambda *a, **k: None)
     assert slot.results.hits == hits + 1 and html1 == html2
+
+
+def test_a_strips_rows_are_the_slider_rows_and_a_grid_is_built_from_cached_rows(rt):
+    """A computed grid leaves each w's row in the cache: the slider's row at a strip's w is then a hit, bitwise the row
+    computed alone (tested against a fresh computation), and a grid whose rows are all cached is assembled from them."""
+    slot = rt.slot("emoji")
+    sc = SamplerConfig("ddim", 2)
+    seeds, ws = list(range(900, 908)), [0.0, 1.5, 4.0]
+    grid = H._sample(slot, seeds, [2] * 8, ws, sc)
+    hits = slot.results.hits
+    rows = [H._sample(slot, seeds, [2] * 8, [w], sc) for w in ws]
+    assert slot.results.hits == hits + len(ws)
+    fresh = H.generate(slot.pipe.model, seeds, [2] * 8, [1.5], sc)  # computed alone, no cache
+    assert torch.equal(rows[1], fresh) and torch.equal(grid[1:2], fresh)
+    misses = slot.results.misses
+    assembled = H._sample(slot, seeds, [2] * 8, [4.0, 0.0], sc)  # a new grid of cached rows: nothing computed
+    assert slot.results.misses == misses and torch.equal(assembled, torch.cat([rows[2], rows[0]]))

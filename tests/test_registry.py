@@ -152,8 +152,9 @@ def test_runtime_serves_every_model_with_its_own_state(assets):
 
 
 def test_prefill_caches_every_models_default_grid_and_row(assets):
-    """Issue #24: after prefill, the first thing a class asks of any model (the default row, the default grid) is a
-    cache hit, also for a model with fewer classes than the sweep tab's default class (it takes its last class)."""
+    """Issue #24: after prefill, the first thing a class asks of any model (the default row at any w of the scrub strip,
+    the default grid, the strip) is a cache hit, also for a model with fewer classes than the sweep tab's default class
+    (it takes its last class)."""
     from demo import handlers as H
     from demo.runtime import Runtime
 
@@ -161,10 +162,13 @@ def test_prefill_caches_every_models_default_grid_and_row(assets):
     H.prefill(rt)
     for name in rt.names:
         c = min(H.SWEEP_CLASS, rt.card(name).num_classes - 1)
-        hits = rt.slot(name).results.hits
-        H.slider_row(rt, 0.0, c, 0, "ddim", H.DEFAULT_STEPS, name)
+        hits, misses = rt.slot(name).results.hits, rt.slot(name).results.misses
+        for w in H.SCRUB_WS:  # the default slider row at every w of the strip
+            H.slider_row(rt, w, c, 0, "ddim", H.DEFAULT_STEPS, name)
         H.guidance_grid(rt, "single class", c, H.SWEEP_WS, H.SWEEP_SEEDS, 0, "ddim", H.DEFAULT_V, H.DEFAULT_STEPS, name)
-        assert rt.slot(name).results.hits == hits + 2, name
+        H.scrub_strip(rt, c, 0, "ddim", H.DEFAULT_STEPS, name, progress=lambda *a, **k: None)
+        assert rt.slot(name).results.hits == hits + len(H.SCRUB_WS) + 2, name
+        assert rt.slot(name).results.misses == misses and rt.slot(name).prefilled.is_set(), name
 
 
 def test_fifty_requests_leave_a_bounded_number_of_files(tmp_path):
