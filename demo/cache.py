@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Callable, Hashable
+from typing import Any, Callable, Hashable
 
 import torch
 
 DEFAULT_BYTES = 64 * 2**20  # per model: about 1,300 rows of 8 emoji, or 10,000 rows of 8 digits (float32)
 
 
-class ResultCache:
-    """An LRU of tensors keyed by the full request, bounded in bytes, with in-flight de-duplication."""
+def tensor_bytes(value: torch.Tensor) -> int:
+    return value.element_size() * value.nelement()
 
-    def __init__(self, max_bytes: int = DEFAULT_BYTES):
+
+class ResultCache:
+    """An LRU of results (tensors, unless size_of says how to weigh another kind) keyed by the full request, bounded in
+    bytes, with in-flight de-duplication."""
+
+    def __init__(self, max_bytes: int = DEFAULT_BYTES, size_of: Callable[[Any], int] = tensor_bytes):
         assert max_bytes > 0, max_bytes
-        self.max_bytes = max_bytes
+        self.max_bytes, self.size_of = max_bytes, size_of
         self.bytes = 0
         self.hits = self.misses = 0
         self._items: OrderedDict[Hashable, torch.Tensor] = OrderedDict()
@@ -63,7 +68,7 @@ class ResultCache:
         self._store(key, value)
 
     def _store(self, key: Hashable, value: torch.Tensor) -> None:
-        size = value.element_size() * value.nelement()
+        size = self.size_of(value)
         if size > self.max_bytes:
             return
         with self._lock:
@@ -73,7 +78,7 @@ class ResultCache:
             self.bytes += size
             while self.bytes > self.max_bytes:
                 _, old = self._items.popitem(last=False)
-                self.bytes -= old.element_size() * old.nelement()
+                self.bytes -= self.size_of(old)
 
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:

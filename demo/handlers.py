@@ -142,6 +142,9 @@ def serving_stats(rt: Runtime) -> dict:
         c, b = slot.results, slot.batcher
         out[name] = {"cache_hits": c.hits, "cache_misses": c.misses, "cache_bytes": c.bytes,
                      "runs": b.runs, "requests": b.jobs, "waiting": b.waiting(), "prefilled": slot.prefilled.is_set()}
+    lab = rt.toy_results
+    out["exact_lab"] = {"cache_hits": lab.hits, "cache_misses": lab.misses, "cache_bytes": lab.bytes,
+                        "prefilled": rt.toy_prefilled.is_set()}
     return out
 
 
@@ -202,7 +205,7 @@ def slider_row(rt: Runtime, w, cls, seed_start, sampler: str, steps, model=DEFAU
 def prefill(rt: Runtime) -> None:
     """Put what every student of a class asks for first into the result cache once its compile warm-up is over: each
     model's default grid, and its scrub strip, whose rows are the default slider row at every w of SCRUB_WS (issue #24:
-    a lecture starts with everyone asking at once)."""
+    a lecture starts with everyone asking at once); then the exact lab's default curves."""
     rt.load_all()  # every model loaded and its warm-up started (once), so that the waits below end
     for name in rt.names:
         rt.slot(name).warmup.wait()
@@ -210,6 +213,7 @@ def prefill(rt: Runtime) -> None:
         guidance_grid(rt, "single class", c, SWEEP_WS, SWEEP_SEEDS, 0, "ddim", DEFAULT_V, DEFAULT_STEPS, name)
         scrub_strip(rt, c, 0, "ddim", DEFAULT_STEPS, name, progress=lambda *a, **k: None)  # its rows: the slider's
         rt.slot(name).prefilled.set()
+    prefill_lab(rt)
 
 
 def s_of_w(w) -> str:
@@ -697,6 +701,7 @@ def precomputed_plane(rt: Runtime, model=DEFAULT_MODEL) -> tuple[object, object]
 # ---------------------------------------------------------------- tab: the exact 2-D lab (issue #23)
 
 TOY_GRID = 81  # the lab's density contours: 81 × 81 points
+TOY_N, TOY_STEPS = 2000, 64  # the lab tab's defaults: N samples per w, and T
 TOY_WS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)  # the metric curves' weights (CFG++: its scales, TOY_SCALES)
 TOY_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -715,6 +720,8 @@ def toy_lab(rt: Runtime, preset: str, cls, w_list, method_label: str, n, steps, 
         raise gr.Error(f"{method_label}'s {opts.spec.weight} must be in [{opts.spec.w_range[0]:g}, {opts.spec.w_range[1]:g}]")
     if not isinstance(show_tilted, bool):
         raise gr.Error(f"show p_w must be true or false, got {show_tilted!r}")
+    if opts.spec.renoise_uncond and sc.sampler != "ddim":
+        raise gr.Error(f"{method_label} is defined for DDIM only ({opts.spec.reference}): choose the ddim sampler")
     thr = check_range(truncation, "truncation threshold (0 = off)", 0.0, 10.0)
     sc = replace(sc, opts=opts)
     guide = toy.degraded(mix) if opts.spec.guide else None
@@ -723,7 +730,7 @@ def toy_lab(rt: Runtime, preset: str, cls, w_list, method_label: str, n, steps, 
     data = [("p(x|c)", toy.log_density(grid, mix, hi, torch.full((grid.shape[0],), c)).exp(), "#1f77b4", False),
             ("p(x)", toy.log_density(grid, mix, hi).exp(), "#bbbbbb", False)]
     panels, rows = [], []
-    for w, (row, x) in zip(ws, toy.measure_grid(mix, c, ws, sc, n, guide)):
+    for w, (row, x) in zip(ws, _toy_measured(rt, mix, c, ws, sc, n, guide)):
         contours = [(name, d.reshape(TOY_GRID, TOY_GRID).numpy(), col, f) for name, d, col, f in data]
         points = [(f"{method_label} samples", x.numpy(), "#d62728")]
         if show_tilted:
@@ -769,20 +776,39 @@ def _toy_identity(mix, c: int, ws: list[float], sc: SamplerConfig, n: int) -> fl
     return float((x_cg - x_cfg).abs().max())
 
 
+def _toy_measured(rt: Runtime, mix, c: int, ws, sc: SamplerConfig, n: int, guide) -> list:
+    """toy.measure_grid, from the runtime's lab cache when the same request was measured before (it is a pure function
+    of its request)."""
+    return rt.toy_results.get_or_compute((mix, c, tuple(ws), sc, n, guide),
+                                         lambda: toy.measure_grid(mix, c, list(ws), sc, n, guide))
+
+
 def toy_curves(rt: Runtime, preset: str, cls, n, steps, sampler: str) -> tuple[object, str]:
     """The lab's measures against w for every method on the same seeds: the 2-D analogue of the FID–IS plane."""
     mix, c, n, sc = _toy_inputs(preset, cls, n, steps, sampler)
+    methods = [m for m in METHOD_TABLE if sc.sampler == "ddim" or not m.renoise_uncond]  # CFG++ is DDIM-only
     curves = {}
     t = time.perf_counter()
-    for m in METHOD_TABLE:
+    for m in methods:
         guide = toy.degraded(mix) if m.guide else None
         ws = TOY_SCALES if m.w_range else TOY_WS
-        curves[m.label] = [row for row, _ in toy.measure_grid(mix, c, ws, replace(sc, opts=GuidanceOptions(method=m.key)),
-                                                               n, guide)]
+        sm = replace(sc, opts=GuidanceOptions(method=m.key))
+        curves[m.label] = [row for row, _ in _toy_measured(rt, mix, c, ws, sm, n, guide)]
     fig = plots.toy_curves_figure(curves, f"{preset}, class {c}: the exact lab's measures per method "
                                           f"({sc.sampler}, T={sc.steps}, N={n}, same seeds)")
-    return fig, f"{len(METHOD_TABLE)} methods · {sum(len(v) for v in curves.values())} points · " \
-                f"{time.perf_counter() - t:.1f} s"
+    left_out = [m.label for m in METHOD_TABLE if m not in methods]
+    return fig, f"{len(methods)} methods · {sum(len(v) for v in curves.values())} points · " \
+                f"{time.perf_counter() - t:.2f} s" + \
+                "".join(f" · {label} left out: it is defined for DDIM only" for label in left_out)
+
+
+def prefill_lab(rt: Runtime) -> None:
+    """Measure the exact lab's curves of every preset and class at the tab's defaults into the lab cache (at start-up,
+    after the models' prefill: a cold curve takes about a second on 2 cores, a cached one a tenth of that)."""
+    for preset, mix in toy.PRESETS.items():
+        for c in range(mix.num_classes):
+            toy_curves(rt, preset, c, TOY_N, TOY_STEPS, "ddim")
+    rt.toy_prefilled.set()
 
 
 def toy_field(rt: Runtime, preset: str, cls, w, step, steps, sampler: str) -> tuple[object, str]:

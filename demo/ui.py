@@ -349,8 +349,8 @@ def _toy_tab(rt: Runtime) -> None:
         ws = gr.Textbox("0, 1, 3, 8", label="w values (up to 4)")
         method = Radio([m.label for m in METHOD_TABLE], value="CFG", label="method")
     with gr.Row():
-        n = Slider(10, 2000, value=600, step=10, label="N samples per w")
-        steps = Slider(2, MAX_STEPS, value=32, step=1, label="steps T")
+        n = Slider(10, 2000, value=H.TOY_N, step=10, label="N samples per w")
+        steps = Slider(2, MAX_STEPS, value=H.TOY_STEPS, step=1, label="steps T")
         sampler = Radio(list(SAMPLERS), value="ddim", label="sampler")
         tilted = gr.Checkbox(False, label="show p_w(x|c) ∝ p(x|c)^{1+w} p(x)^{−w} and its exact draws")
         truncation = Number(0, label="truncate the initial noise at |z| ≤ (0 = off)")
@@ -365,7 +365,7 @@ def _toy_tab(rt: Runtime) -> None:
                 "classifier made visible; the paths are 12 seeds at w = 0 and at the slider's w.")
     with gr.Row():
         field_w = Slider(W_MIN, W_MAX, value=3, step=0.1, label="w (s = 1 + w)")
-        field_step = Slider(0, 31, value=16, step=1, label="step i (0 = pure noise)")
+        field_step = Slider(0, H.TOY_STEPS - 1, value=H.TOY_STEPS // 2, step=1, label="step i (0 = pure noise)")
     field_btn = gr.Button("Show the field", elem_id="toy-field-run")
     field = gr.Plot(label="noisy marginal, guidance field and paths", elem_id="toy-field")
     field_info = gr.Markdown()
@@ -374,7 +374,7 @@ def _toy_tab(rt: Runtime) -> None:
     field_step.release(_bind(rt, H.toy_field), field_inputs, [field, field_info], api_name="toy_field_step",
                        trigger_mode="always_last")
     steps.change(H.step_range, [steps], [field_step], api_name="toy_step_range", queue=False)
-    curves_n = Slider(10, 2000, value=300, step=10, label="N samples per point")
+    curves_n = Slider(10, 2000, value=H.TOY_N, step=10, label="N samples per point")
     curves_btn = gr.Button("Curves over w for every method", elem_id="toy-curves-run")
     curves = gr.Plot(label="the lab's measures against w", elem_id="toy-curves", elem_classes="wide-plot")
     curves_info = gr.Markdown()

@@ -336,7 +336,8 @@ def test_exact_lab_handler_draws_each_w_over_its_tilted_density(rt):
     assert float(rows[0][3]) == 1.0 and float(rows[1][3]) == 0.5  # the rare mode loses its samples at w = 3
     for args, message in [(("nope", 0, "1", "CFG", 50, 8, "ddim"), "unknown preset"),
                           (("overlap", 2, "1", "CFG", 50, 8, "ddim"), "class must be between 0 and 1"),
-                          (("overlap", 0, "2", "CFG++", 50, 8, "ddim"), "CFG\\+\\+'s scale must be in \\[0, 1\\]")]:
+                          (("overlap", 0, "2", "CFG++", 50, 8, "ddim"), "CFG\\+\\+'s scale must be in \\[0, 1\\]"),
+                          (("overlap", 0, "0.5", "CFG++", 50, 8, "ancestral"), "CFG\\+\\+ is defined for DDIM only")]:
         with pytest.raises(gr.Error, match=message):
             H.toy_lab(rt, *args)
 
@@ -349,6 +350,12 @@ def test_exact_lab_curves_cover_every_method_on_the_same_seeds(rt):
     assert names == {m.label for m in METHOD_TABLE} and len(fig.data) == 4 * len(METHOD_TABLE)
     fid = next(t for t in fig.data if t.name == "CFG" and t.xaxis == "x")  # the fidelity panel
     assert fid.y[0] < fid.y[2]  # fidelity rises from w = 0 to w = 1
+    hits = rt.toy_results.hits
+    again, info2 = H.toy_curves(rt, "overlap", 0, 100, 16, "ddim")  # the same request: measured once, same figure
+    assert rt.toy_results.hits == hits + len(METHOD_TABLE) and again.to_json() == fig.to_json()
+    fig, info = H.toy_curves(rt, "overlap", 0, 100, 16, "ancestral")  # CFG++ is DDIM-only: left out, and said so
+    assert {t.name for t in fig.data} == {m.label for m in METHOD_TABLE if not m.renoise_uncond}
+    assert "CFG++ left out: it is defined for DDIM only" in info
 
 
 def test_exact_lab_field_points_towards_the_class_and_paths_end_on_the_samples(rt):

@@ -169,6 +169,11 @@ def test_prefill_caches_every_models_default_grid_and_row(assets):
         H.scrub_strip(rt, c, 0, "ddim", H.DEFAULT_STEPS, name, progress=lambda *a, **k: None)
         assert rt.slot(name).results.hits == hits + len(H.SCRUB_WS) + 2, name
         assert rt.slot(name).results.misses == misses and rt.slot(name).prefilled.is_set(), name
+    lab = rt.toy_results  # and the exact lab's curves at the tab's defaults, for every preset and class
+    assert rt.toy_prefilled.is_set() and lab.misses > 0
+    misses = lab.misses
+    H.toy_curves(rt, "rare-mode", 1, H.TOY_N, H.TOY_STEPS, "ddim")
+    assert lab.misses == misses
 
 
 def test_fifty_requests_leave_a_bounded_number_of_files(tmp_path):

@@ -136,6 +136,11 @@ def test_same_seed_same_point_alone_or_inside_a_grid():
     grid = generate(model, [3, 4, 5], [0, 1, 0], [0.0, 2.0], sc)
     alone = generate(model, [4], [1], [2.0], sc)
     assert torch.equal(grid[1, 1], alone[0, 0])
+    # also inside a batch as large as the curves' (14,000 points, split over threads), at any position
+    ws, sc3 = [0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0], SamplerConfig("ddim", 3, clip_x=False)
+    big = generate(model, list(range(2000)), [0] * 2000, ws, sc3)
+    for j, s in ((3, 1999), (6, 1234), (0, 7)):
+        assert torch.equal(big[j, s], generate(model, [s], [0], [ws[j]], sc3)[0, 0])
 
 
 def test_apg_with_eta_1_no_bound_no_momentum_is_cfg_on_the_toy():
