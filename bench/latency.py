@@ -110,6 +110,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=7870)
     ap.add_argument("--cold", action="store_true", help="empty compile caches; report every slider call of the first --seconds")
     ap.add_argument("--seconds", type=float, default=90.0)
+    ap.add_argument("--lab", action="store_true", help="only the exact 2-D lab's figures")
     a = ap.parse_args()
     header("end-to-end latency through gradio_client" + (" (cold caches)" if a.cold else ""))
     env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(a.port))
@@ -139,10 +140,13 @@ def main() -> None:
             return
         wait_compiled(c)  # the figures below are steady state
         wait_prefilled(c)
+        if a.lab:
+            exact_lab(c, a.runs)
+            return
         rows, grids, firsts = [], [], []
         for i in range(a.runs):
             t = time.perf_counter()
-            c.predict(0.5 + i, 3, 0, "ddim", 10, api_name="/slider_row")
+            c.predict(0.55 + i, 3, 0, "ddim", 10, api_name="/slider_row")  # a w the start-up prefill has not sampled
             rows.append(time.perf_counter() - t)
         for i in range(a.runs):
             t = time.perf_counter()
@@ -161,7 +165,7 @@ def main() -> None:
             other = []
             for i in range(a.runs):
                 t = time.perf_counter()
-                c.predict(0.5 + i, 3, 0, "ddim", 10, model, api_name="/slider_row")
+                c.predict(0.55 + i, 3, 0, "ddim", 10, model, api_name="/slider_row")
                 other.append(time.perf_counter() - t)
             print(f"slider → row of 8, {model} (DDIM T=10): {stats(other)}  [goal ≤ 1.0 s]")
         print(f"6 w × 6 seed grid (DDIM T=10): {stats(grids)}  [goal ≤ 3 s]")

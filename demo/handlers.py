@@ -209,6 +209,8 @@ def prefill(rt: Runtime) -> None:
     rt.load_all()  # every model loaded and its warm-up started (once), so that the waits below end
     for name in rt.names:
         rt.slot(name).warmup.wait()
+        if rt.closing.is_set():
+            return
         c = min(SWEEP_CLASS, rt.card(name).num_classes - 1)  # the class control's default, as demo.ui sets it
         guidance_grid(rt, "single class", c, SWEEP_WS, SWEEP_SEEDS, 0, "ddim", DEFAULT_V, DEFAULT_STEPS, name)
         scrub_strip(rt, c, 0, "ddim", DEFAULT_STEPS, name, progress=lambda *a, **k: None)  # its rows: the slider's
@@ -730,7 +732,8 @@ def toy_lab(rt: Runtime, preset: str, cls, w_list, method_label: str, n, steps, 
     data = [("p(x|c)", toy.log_density(grid, mix, hi, torch.full((grid.shape[0],), c)).exp(), "#1f77b4", False),
             ("p(x)", toy.log_density(grid, mix, hi).exp(), "#bbbbbb", False)]
     panels, rows = [], []
-    for w, (row, x) in zip(ws, _toy_measured(rt, mix, c, ws, sc, n, guide)):
+    measured = _toy_measured(rt, mix, c, ws, sc, n, guide)
+    for w, (row, x) in zip(ws, measured):
         contours = [(name, d.reshape(TOY_GRID, TOY_GRID).numpy(), col, f) for name, d, col, f in data]
         points = [(f"{method_label} samples", x.numpy(), "#d62728")]
         if show_tilted:
@@ -746,9 +749,10 @@ def toy_lab(rt: Runtime, preset: str, cls, w_list, method_label: str, n, steps, 
         rows.append(f"| {w:g} | {row.fidelity:.3f} | {row.coverage:.2f} | {row.outside:.3f} | {row.to_data:.4f} | "
                     f"{row.to_tilted:.4f} | {row.floor:.4f} |")
     if opts.method == "cfg":  # the identity as a number: exact classifier guidance on the same seeds
+        gap = _toy_identity(mix, c, ws, sc, torch.stack([x[:200] for _, x in measured]))  # 200 seeds: enough, and quick
         rows.append("")
         rows.append(f"Classifier guidance with the exact noisy classifier on the same seeds differs from these CFG samples "
-                    f"by at most **{_toy_identity(mix, c, ws, sc, n):.1e}**: rounding. That is why CFG needs no classifier.")
+                    f"by at most **{gap:.1e}**: rounding. That is why CFG needs no classifier.")
     table = "\n".join([f"| {opts.spec.weight} | mean log p(c\\|x) | mode coverage | outside the 95 % region | "
                        "energy to p(x\\|c) | energy to p_w | two exact draws |", "|---|---|---|---|---|---|---|", *rows])
     return plots.toy_figure(panels, toy.GRID_LIM), table
@@ -763,17 +767,17 @@ def _toy_inputs(preset: str, cls, n, steps, sampler: str):
         replace(_sampling(sampler, steps), clip_x=False)
 
 
-def _toy_identity(mix, c: int, ws: list[float], sc: SamplerConfig, n: int) -> float:
-    """The largest |x_CG − x_CFG| over the same seeds, with the exact classifier guiding (the lab runs in float64)."""
+def _toy_identity(mix, c: int, ws: list[float], sc: SamplerConfig, x_cfg: torch.Tensor) -> float:
+    """The largest |x_CG − x_CFG| over the same seeds, with the exact classifier guiding (the lab runs in float64);
+    x_cfg (len(ws), m, 2): CFG's samples of seeds 0 … m − 1, as the lab measured them (same seed ⇒ same point)."""
     model = toy.ExactModel(mix).eval()
 
     def log_prob(z, logsnr, cls):
         return toy.log_classifier(z, mix, logsnr).gather(1, cls[:, None])[:, 0]
 
-    seeds = list(range(min(n, 200)))  # enough to show the gap is rounding, and quick
-    x_cfg = generate(model, seeds, [c] * len(seeds), ws, sc)
+    seeds = list(range(x_cfg.shape[1]))
     x_cg = generate_classifier_guided(model, log_prob, seeds, [c] * len(seeds), ws, sc)
-    return float((x_cg - x_cfg).abs().max())
+    return float((x_cg.reshape(x_cfg.shape) - x_cfg).abs().max())
 
 
 def _toy_measured(rt: Runtime, mix, c: int, ws, sc: SamplerConfig, n: int, guide) -> list:
@@ -807,6 +811,8 @@ def prefill_lab(rt: Runtime) -> None:
     after the models' prefill: a cold curve takes about a second on 2 cores, a cached one a tenth of that)."""
     for preset, mix in toy.PRESETS.items():
         for c in range(mix.num_classes):
+            if rt.closing.is_set():
+                return
             toy_curves(rt, preset, c, TOY_N, TOY_STEPS, "ddim")
     rt.toy_prefilled.set()
 

@@ -363,15 +363,16 @@ def toy_figure(panels: list[tuple[str, list, list]], lim: float) -> go.Figure:
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for t, _, _ in panels], horizontal_spacing=0.04)
     shown: set[str] = set()
     for k, (_, contours, points) in enumerate(panels, start=1):
-        for name, dens, colour, filled in contours:
-            t = np.linspace(-lim, lim, dens.shape[0])
-            fig.add_trace(go.Contour(x=t, y=t, z=dens, showscale=False, ncontours=10, name=name, hoverinfo="skip",
+        for name, dens, colour, filled in contours:  # float32 on the wire: half the bytes of float64, same picture
+            t = np.linspace(-lim, lim, dens.shape[0], dtype=np.float32)
+            fig.add_trace(go.Contour(x=t, y=t, z=dens.astype(np.float32), showscale=False, ncontours=10, name=name, hoverinfo="skip",
                                      colorscale="Blues" if filled else [[0, colour], [1, colour]],
                                      contours=dict(coloring="heatmap" if filled else "lines"),
                                      line=dict(width=0.5 if filled else 1), showlegend=name not in shown), 1, k)
             shown.add(name)
         for name, pts, colour in points:
-            fig.add_trace(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="markers", marker=dict(size=3, color=colour),
+            xy = pts.astype(np.float32)
+            fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=dict(size=3, color=colour),
                                      name=name, showlegend=name not in shown), 1, k)
             shown.add(name)
         fig.update_xaxes(range=[-lim, lim], row=1, col=k)

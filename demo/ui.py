@@ -4,6 +4,7 @@ Every handler gets the app's Runtime bound as its first argument, and the model 
 """
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from functools import partial
@@ -382,11 +383,20 @@ def _toy_tab(rt: Runtime) -> None:
                      api_name="toy_curves")
 
 
+def _stop_background(rt: Runtime, prefill: threading.Thread) -> None:
+    """At exit: the prefill stops after its current step, so that no sampling runs while Python shuts down (a daemon
+    thread inside torch then crashes the interpreter)."""
+    rt.closing.set()
+    prefill.join(60)
+
+
 def build_demo(rt: Runtime | None = None) -> gr.Blocks:
     """Build the app over the runtime's shipped models (a new Runtime by default)."""
     rt = rt if rt is not None else Runtime()
     rt.load_all()  # load and sha256-check every model at start-up (a corrupt file fails here, clearly); warm-ups start
-    threading.Thread(target=H.prefill, args=(rt,), name="prefill", daemon=True).start()
+    prefill = threading.Thread(target=H.prefill, args=(rt,), name="prefill", daemon=True)
+    prefill.start()
+    atexit.register(_stop_background, rt, prefill)
     card, classes = rt.card(rt.default), []
     with gr.Blocks(title="CFG Explorer", delete_cache=(600, 3600)) as demo:
         gr.Markdown(texts.INTRO, latex_delimiters=texts.LATEX)
