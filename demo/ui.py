@@ -59,6 +59,9 @@ CSS = """
 @media (max-width: 640px) {
   .row { flex-direction: column !important; }
   .row > * { width: 100% !important; min-width: 0 !important; flex: 1 1 auto !important; }
+  /* Tables keep their words whole and scroll sideways, instead of wrapping a letter a line. */
+  .prose table { display: block; overflow-x: auto; max-width: 100%; }
+  .prose th, .prose td { white-space: nowrap; }
 }
 """
 
