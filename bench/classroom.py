@@ -28,10 +28,20 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import header  # noqa: E402
 from bench.latency import wait_compiled, wait_prefilled  # noqa: E402
+from core.registry import model_card  # noqa: E402
 
 MODELS = ("digits", "emoji")
-GRID = ("single class", 3, "0, 0.1, 0.3, 1, 2, 4", 6, 0, "ddim", 0.3, 10)  # the tab's defaults
-ROW_DEFAULT = (0.0, 3, 0, "ddim", 10)  # w, class, first seed, sampler, T: the slider's defaults
+SAMPLER = {m: model_card(m).default_sampler for m in MODELS}  # each model's default sampler (its card), as the UI sets it
+
+
+def grid_default(model: str) -> tuple:
+    """The Guidance sweep tab's default grid on the model."""
+    return "single class", 3, "0, 0.1, 0.3, 1, 2, 4", 6, 0, SAMPLER[model], 0.3, 10, model
+
+
+def row(w: float, seed: int, model: str) -> tuple:
+    """A slider row: w, class, first seed, sampler, T, model (the slider's defaults but w and the seed)."""
+    return w, 3, seed, SAMPLER[model], 10, model
 
 
 @dataclass(frozen=True)
@@ -47,13 +57,13 @@ def request(rng: random.Random) -> tuple[str, str, tuple, str]:
     """(kind, model, args, api_name) of one student's request, drawn from the mix."""
     model, r = rng.choice(MODELS), rng.random()
     if r < 0.5:
-        return "slider row, shared", model, (0.5 * rng.randint(0, 16), 3, 0, "ddim", 10, model), "/slider_row"
+        return "slider row, shared", model, row(0.5 * rng.randint(0, 16), 0, model), "/slider_row"
     if r < 0.7:
-        return "slider row, unique seed", model, (0.5 * rng.randint(0, 16), 3, rng.randrange(10**6, 10**9), "ddim", 10,
-                                                  model), "/slider_row"
+        return "slider row, unique seed", model, row(0.5 * rng.randint(0, 16), rng.randrange(10**6, 10**9), model), \
+            "/slider_row"
     if r < 0.9:
-        return "default grid", model, (*GRID, model), "/guidance_grid"
-    return "slider row, default", model, (*ROW_DEFAULT, model), "/slider_row"
+        return "default grid", model, grid_default(model), "/guidance_grid"
+    return "slider row, default", model, row(0.0, 0, model), "/slider_row"
 
 
 def timed(client, kind: str, model: str, args: tuple, api: str) -> Result:
@@ -88,7 +98,7 @@ def burst(url: str, n: int) -> list[Result]:
 
     def go(k: int) -> None:
         time.sleep(max(0.0, start + k / n - time.perf_counter()))
-        res = timed(clients[k], "burst", "digits", (*ROW_DEFAULT, "digits"), "/slider_row")
+        res = timed(clients[k], "burst", "digits", row(0.0, 0, "digits"), "/slider_row")
         with lock:
             out.append(res)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.checkpoint import ASSETS, WeightsError
+from core.sampling import SAMPLERS
 from core.unet import UNetConfig
 
 DEFAULT_MODEL = "digits"
@@ -41,6 +42,7 @@ class ModelCard:
     dataset: str
     sha256: str
     assets: Path
+    default_sampler: str = "ddim"  # the app's and the CLIs' sampler for this model when none is chosen (issue #25)
 
     @property
     def num_classes(self) -> int:
@@ -97,7 +99,10 @@ def model_card(name: str, assets: Path = ASSETS) -> ModelCard:
     cfg = UNetConfig.from_dict(meta["config"])
     if len(meta["class_names"]) != cfg.num_classes or meta["null_label"] != cfg.null_label:
         raise WeightsError(f"{path}: class_names and null_label must match config.num_classes = {cfg.num_classes}")
+    if meta.get("default_sampler", "ddim") not in SAMPLERS:
+        raise WeightsError(f"{path}: default_sampler must be one of {', '.join(SAMPLERS)}, got {meta['default_sampler']!r}")
     return ModelCard(name=meta["name"], title=meta["title"], class_names=tuple(meta["class_names"]),
                      null_label=cfg.null_label, channels=cfg.in_channels, image_size=cfg.image_size,
                      logsnr_range=cfg.logsnr_range, data_source=meta["data_source"], licence=meta["licence"],
-                     dataset=meta["dataset"], sha256=meta["sha256"], assets=Path(assets))
+                     dataset=meta["dataset"], sha256=meta["sha256"], assets=Path(assets),
+                     default_sampler=meta.get("default_sampler", "ddim"))

@@ -69,7 +69,7 @@ def parser() -> Parser:
     ap.add_argument("--w", type=float, nargs="+", default=[0, 0.5, 1, 3])
     ap.add_argument("--seeds", nargs="+", default=["0-7"])
     ap.add_argument("--steps", type=int, default=64)
-    ap.add_argument("--sampler", choices=SAMPLERS, default="ancestral")
+    ap.add_argument("--sampler", choices=SAMPLERS, default=None, help="default: the model card's default_sampler")
     ap.add_argument("--v", type=float, default=DEFAULT_V)
     ap.add_argument("--truncation", type=float, default=None)
     ap.add_argument("--temperature", type=float, default=1.0)
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
                          f"core.sweep measures many samples without drawing them)")
     sampling_logsnrs(a.steps)  # checks T before any model is loaded
     pipe = load_pipeline(a.model, a.device, a.assets)
+    a.sampler = a.sampler or pipe.card.default_sampler
     labels = broadcast_classes(a.classes, len(seeds), pipe.card.num_classes)
     guide = pipe.guide_for(a.method)
     noise = NoiseConfig(a.truncation, a.temperature)
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.npz:
         np.savez_compressed(a.npz, images=imgs, w=np.asarray(a.w, np.float64), seeds=np.asarray(seeds, np.int64),
                             labels=np.asarray(labels, np.int64), class_names=np.asarray(pipe.card.class_names),
+                            sampler=np.asarray(a.sampler), steps=np.asarray(a.steps),
                             **{k: np.asarray(v) for k, v in opts.record().items()})
     print(f"{len(a.w)}×{len(seeds)} samples, {a.steps} {a.sampler} steps, {dt:.2f} s → {a.out}" + (f", {a.npz}" if a.npz else ""))
 

@@ -168,6 +168,12 @@ def class_choices(rt: Runtime, model, *current) -> tuple:
                  for c in current)
 
 
+def sampler_defaults(rt: Runtime, model, *current) -> tuple:
+    """Every sampler control follows the model: its card's default sampler (issue #25)."""
+    card = _slot(rt, model).card
+    return tuple(gr.update(value=card.default_sampler) for _ in current)
+
+
 # ---------------------------------------------------------------- tab 1: guidance sweep (paper Fig. 3)
 
 def guidance_grid(rt: Runtime, mode: str, cls, w_list, n_seeds, seed_start, sampler: str, v, steps,
@@ -211,9 +217,11 @@ def prefill(rt: Runtime) -> None:
         rt.slot(name).warmup.wait()
         if rt.closing.is_set():
             return
-        c = min(SWEEP_CLASS, rt.card(name).num_classes - 1)  # the class control's default, as demo.ui sets it
-        guidance_grid(rt, "single class", c, SWEEP_WS, SWEEP_SEEDS, 0, "ddim", DEFAULT_V, DEFAULT_STEPS, name)
-        scrub_strip(rt, c, 0, "ddim", DEFAULT_STEPS, name, progress=lambda *a, **k: None)  # its rows: the slider's
+        card = rt.card(name)
+        c = min(SWEEP_CLASS, card.num_classes - 1)  # the class control's default, as demo.ui sets it
+        s = card.default_sampler  # the sampler control's default
+        guidance_grid(rt, "single class", c, SWEEP_WS, SWEEP_SEEDS, 0, s, DEFAULT_V, DEFAULT_STEPS, name)
+        scrub_strip(rt, c, 0, s, DEFAULT_STEPS, name, progress=lambda *a, **k: None)  # its rows: the slider's
         rt.slot(name).prefilled.set()
     prefill_lab(rt)
 

@@ -79,9 +79,16 @@ def _stats(rt: Runtime):
     return serving_stats
 
 
-def _sampler_steps(steps_default: int = H.DEFAULT_STEPS):
+def _sampler(card: ModelCard, samplers: list, **kw) -> Radio:
+    """The sampler control, at the model card's default sampler; collected so the model selector updates it."""
+    sampler = Radio(list(SAMPLERS), value=card.default_sampler, label="sampler", **kw)
+    samplers.append(sampler)
+    return sampler
+
+
+def _sampler_steps(card: ModelCard, samplers: list, steps_default: int = H.DEFAULT_STEPS):
     with gr.Row():
-        sampler = Radio(list(SAMPLERS), value="ddim", label="sampler", info="ancestral = the paper's sampler (with v)")
+        sampler = _sampler(card, samplers, info="ancestral = the paper's sampler (with v)")
         steps = Slider(1, MAX_STEPS, value=steps_default, step=1, label="steps T", info="paper: T = 256; 10 is fast here")
     return sampler, steps
 
@@ -122,7 +129,7 @@ def _colour_model(rt: Runtime) -> str | None:
     return next((name for name in rt.names if rt.card(name).channels == 3), None)
 
 
-def _sweep_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
+def _sweep_tab(rt: Runtime, model, card: ModelCard, classes: list, samplers: list) -> None:
     gr.Markdown(texts.SWEEP, latex_delimiters=texts.LATEX)
     with gr.Row():
         mode = Radio(["single class", "random classes"], value="single class", label="mode")
@@ -132,7 +139,7 @@ def _sweep_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
         n_seeds = Slider(1, 16, value=H.SWEEP_SEEDS, step=1, label="seeds (rows)")
         seed0 = Number(0, precision=0, label="first seed")
         v = Slider(0, 1, value=DEFAULT_V, step=0.05, label="v (ancestral variance interpolation)")
-    sampler, steps = _sampler_steps()
+    sampler, steps = _sampler_steps(card, samplers)
     go_btn = gr.Button("Generate grid", variant="primary", elem_id="generate-grid")
     grid = _samples("rows: seeds · columns: w", "grid-image")
     grid_info = gr.Markdown(elem_id="grid-info")
@@ -165,14 +172,14 @@ def _sweep_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
                     api_name="scrub_strip")
 
 
-def _inside_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
+def _inside_tab(rt: Runtime, model, card: ModelCard, classes: list, samplers: list) -> None:
     gr.Markdown(texts.INSIDE, latex_delimiters=texts.LATEX)
     with gr.Row():
         cls = _class(card, 4, classes)
         seed = Number(0, precision=0, label="seed")
         w = Slider(W_MIN, W_MAX, value=2, step=0.1, label="w")
         steps = Slider(2, 64, value=H.INSIDE_STEPS, step=1, label="steps T")
-        sampler = Radio(list(SAMPLERS), value="ddim", label="sampler")
+        sampler = _sampler(card, samplers)
     step = Slider(0, H.INSIDE_STEPS - 1, value=H.INSIDE_STEP, step=1, label="step i (0 = pure noise, T − 1 = the last)",
                   elem_id="inside-step")
     gr.Markdown("**Panels:** $z_\\lambda$ · $\\hat x$ · $\\epsilon(z,c)$ · $\\epsilon(z)$ · "
@@ -197,7 +204,7 @@ def _inside_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
                 api_name="trajectory_animation")
 
 
-def _truncation_tab(rt: Runtime, model, card: ModelCard, classes: list):
+def _truncation_tab(rt: Runtime, model, card: ModelCard, classes: list, samplers: list):
     text = gr.Markdown(H.truncation_text(rt, rt.default), latex_delimiters=texts.LATEX, elem_id="truncation-text")
     model.change(_bind(rt, H.truncation_text), [model], [text], api_name="truncation_text")
     with gr.Row():
@@ -205,7 +212,7 @@ def _truncation_tab(rt: Runtime, model, card: ModelCard, classes: list):
         thr = gr.Textbox("2, 1, 0.5, 0.04", label="truncation thresholds")
         temp = Slider(0, 1, value=0.6, step=0.05, label="noise temperature (initial + per step)")
         ws = gr.Textbox("1, 3", label="CFG w values")
-    sampler, steps = _sampler_steps()  # T = 10: the live recompute matches the shipped DDIM sweep
+    sampler, steps = _sampler_steps(card, samplers)  # T = 10: the live recompute matches the shipped sweep
     btn = gr.Button("Compare on the same seeds", variant="primary")
     img = _samples("same seeds in every row", "truncation-image")
     info = gr.Markdown()
@@ -226,12 +233,12 @@ def _truncation_tab(rt: Runtime, model, card: ModelCard, classes: list):
     return plot
 
 
-def _classifier_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
+def _classifier_tab(rt: Runtime, model, card: ModelCard, classes: list, samplers: list) -> None:
     gr.Markdown(texts.CLASSIFIER, latex_delimiters=texts.LATEX)
     with gr.Row():
         cls, seed, n = _class_seeds(card, 8, 6, classes)
         scales = gr.Textbox("1, 3, 10", label="guidance scales w")
-    sampler, steps = _sampler_steps(16)
+    sampler, steps = _sampler_steps(card, samplers, 16)
     btn = gr.Button("Compare", variant="primary")
     img = _samples("rows: method and w · columns: the same seeds", "classifier-image")
     plot = gr.Plot(label="confidence")
@@ -240,7 +247,7 @@ def _classifier_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
               api_name="classifier_vs_cfg")
 
 
-def _saturation_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
+def _saturation_tab(rt: Runtime, model, card: ModelCard, classes: list, samplers: list) -> None:
     gr.Markdown(texts.SATURATION, latex_delimiters=texts.LATEX)
     with gr.Row():
         cls, seed, n = _class_seeds(card, 0, 6, classes)
@@ -249,7 +256,7 @@ def _saturation_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
         dyn = gr.Checkbox(False, label="dynamic thresholding (p = 99.5 %)")
         phi = Slider(0, 1, value=0, step=0.05, label="CFG-rescale φ (0 = off)")
         interval = gr.Checkbox(False, label=f"guidance interval λ ∈ [{GUIDANCE_INTERVAL[0]:g}, {GUIDANCE_INTERVAL[1]:g}]")
-    sampler, steps = _sampler_steps()
+    sampler, steps = _sampler_steps(card, samplers)
     btn = gr.Button("Generate", variant="primary")
     img = _samples("samples (rows: w, and w + remedy when toggled)", "saturation-image")
     with gr.Row():
@@ -273,12 +280,12 @@ def _saturation_tab(rt: Runtime, model, card: ModelCard, classes: list) -> None:
                  inputs, outputs, model, "Saturation at w = 8 and its remedy, CFG-rescale", "preset-colour-saturation")
 
 
-def _curves_tab(rt: Runtime, model):
+def _curves_tab(rt: Runtime, model, card: ModelCard, samplers: list):
     gr.Markdown(texts.CURVES, latex_delimiters=texts.LATEX)
     with gr.Row():
         ws = gr.Textbox("0, 0.1, 0.3, 0.5, 1, 2, 4", label="w values")
         n = Slider(10, 2000, value=200, step=10, label="N samples per w")
-    sampler, steps = _sampler_steps()
+    sampler, steps = _sampler_steps(card, samplers)
     with gr.Row():
         start = gr.Button("Start", variant="primary", elem_id="curves-start")
         stop = gr.Button("Stop", variant="stop")
@@ -400,7 +407,7 @@ def build_demo(rt: Runtime | None = None) -> gr.Blocks:
     prefill = threading.Thread(target=H.prefill, args=(rt,), name="prefill", daemon=True)
     prefill.start()
     atexit.register(_stop_background, rt, prefill)
-    card, classes = rt.card(rt.default), []
+    card, classes, samplers = rt.card(rt.default), [], []
     with gr.Blocks(title="CFG Explorer", delete_cache=(600, 3600)) as demo:
         gr.Markdown(texts.INTRO, latex_delimiters=texts.LATEX)
         with gr.Row():
@@ -409,17 +416,17 @@ def build_demo(rt: Runtime | None = None) -> gr.Blocks:
             card_md = gr.Markdown(H.model_card_text(rt, rt.default), elem_id="model-card")
         with gr.Tabs(overflow_behavior="wrap"):  # every tab one tap away, also on a phone
             with gr.Tab("Guidance sweep", id="sweep", elem_id="tab-sweep"):
-                _sweep_tab(rt, model, card, classes)
+                _sweep_tab(rt, model, card, classes, samplers)
             with gr.Tab("Inside one step", id="inside"):
-                _inside_tab(rt, model, card, classes)
+                _inside_tab(rt, model, card, classes, samplers)
             with gr.Tab("Truncation", id="truncation"):
-                tradeoff = _truncation_tab(rt, model, card, classes)
+                tradeoff = _truncation_tab(rt, model, card, classes, samplers)
             with gr.Tab("Classifier guidance", id="classifier"):
-                _classifier_tab(rt, model, card, classes)
+                _classifier_tab(rt, model, card, classes, samplers)
             with gr.Tab("Saturation lab", id="saturation"):
-                _saturation_tab(rt, model, card, classes)
+                _saturation_tab(rt, model, card, classes, samplers)
             with gr.Tab("FID / IS curves", id="curves"):
-                _curves_tab(rt, model)
+                _curves_tab(rt, model, card, samplers)
             with gr.Tab("Beyond CFG", id="beyond"):
                 methods, plane, saturation = _beyond_tab(rt, model, card, classes)
             with gr.Tab("Exact 2-D lab", id="toy"):
@@ -433,6 +440,7 @@ def build_demo(rt: Runtime | None = None) -> gr.Blocks:
         demo.load(_bind(rt, H.model_card_status), [model], [card_md, poll], api_name="model_card_status", queue=False)
         poll.tick(_bind(rt, H.model_card_status), [model], [card_md, poll], api_name="model_card_poll", queue=False)
         model.change(_bind(rt, H.class_choices), [model, *classes], classes, api_name="class_choices")
+        model.change(_bind(rt, H.sampler_defaults), [model, *samplers], samplers, api_name="sampler_defaults")
         model.change(_bind(rt, H.precomputed_tradeoff), [model], [tradeoff], api_name="precomputed_tradeoff")
         model.change(_bind(rt, H.method_choices_update), [model, methods], [methods], api_name="method_choices")
         model.change(_bind(rt, H.precomputed_plane), [model], [plane, saturation], api_name="precomputed_plane")

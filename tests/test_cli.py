@@ -56,6 +56,22 @@ def test_sample_cli_writes_png_and_npz(tmp_path, pipeline):
     assert want.std() > 10  # not blank
 
 
+@pytest.mark.parametrize("model", ["digits", "emoji"])
+def test_sample_cli_without_sampler_takes_the_models_default(tmp_path, model):
+    """Issue #25: with no --sampler, the CLI samples with the model card's default sampler (emoji: ancestral)."""
+    from core.pipeline import load_pipeline
+    from core.sample import main
+
+    npz = tmp_path / "grid.npz"
+    main(["--model", model, "--classes", "0", "--w", "1", "--seeds", "0-1", "--steps", "2", "--out",
+          str(tmp_path / "g.png"), "--npz", str(npz), "--device", "cpu"])
+    pipe = load_pipeline(model, "cpu")
+    want = pipe.card.default_sampler
+    x = generate(pipe.model, [0, 1], [0, 0], [1.0], SamplerConfig(want, 2))
+    with np.load(npz) as f:
+        assert str(f["sampler"]) == want and np.array_equal(f["images"].reshape(-1), to_uint8(x[0]).reshape(-1))
+
+
 def test_sweep_cli_writes_csv(tmp_path, pipeline):
     """Every CSV row (w points and a truncation baseline) equals sweep_stream run directly on the same arguments."""
     from core.sweep.__main__ import main

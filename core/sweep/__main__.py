@@ -14,6 +14,7 @@ from core import distributed
 from core.checkpoint import ASSETS
 from core.cli import Parser, add_method_args, method_options, run
 from core.metrics import feature_stats
+from core.registry import DEFAULT_MODEL, model_card
 from core.sampling import DEFAULT_V, SAMPLERS
 from core.sweep import (SweepConfig, merge_rows, parse_points, read_csv_rows, sharded_sweep, sweep_stream,
                         write_csv)
@@ -21,8 +22,6 @@ from core.sweep import (SweepConfig, merge_rows, parse_points, read_csv_rows, sh
 
 def parser() -> Parser:
     """The sweep CLI's arguments."""
-    from core.registry import DEFAULT_MODEL
-
     ap = Parser(prog="python -m core.sweep", description=__doc__)
     ap.add_argument("--model", default=DEFAULT_MODEL, help="a shipped model's name (see core.registry)")
     ap.add_argument("--assets", type=Path, default=ASSETS, help="the folder of model assets")
@@ -31,7 +30,7 @@ def parser() -> Parser:
     ap.add_argument("--temperature", type=float, nargs="*", default=[])
     ap.add_argument("--n", "--samples", dest="n", type=int, default=500, help="samples per point (--samples under torchrun)")
     ap.add_argument("--steps", type=int, default=32)
-    ap.add_argument("--sampler", choices=SAMPLERS, default="ancestral")
+    ap.add_argument("--sampler", choices=SAMPLERS, default=None, help="default: the model card's default_sampler")
     ap.add_argument("--v", type=float, default=DEFAULT_V)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--device", default="auto")
@@ -53,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = parser()
     a = ap.parse_args(argv)
     opts = replace(method_options(a), amp_dtype=a.amp)
+    a.sampler = a.sampler or model_card(a.model, a.assets).default_sampler
     cfg = SweepConfig(tuple(parse_points(a.w, a.truncation, a.temperature)), a.n, a.steps, a.sampler, a.v, a.batch,
                       first_batch=None, opts=opts)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun: shard the seeds across ranks
