@@ -146,6 +146,20 @@ def class_balanced_accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.nanmean(per_class_accuracy(probs, labels)))
 
 
+def too_close_share(samples: np.ndarray, train: np.ndarray, heldout: np.ndarray, q: float = 5.0) -> float:
+    """Memorisation: the share of samples whose nearest training point is closer than the q-th percentile of the
+    held-out points' nearest-training distances (L2 over flattened rows; about q / 100 for a model that draws new
+    images as the held-out data are new, 1 for one that copies its training set)."""
+    assert samples.ndim == train.ndim == heldout.ndim == 2, (samples.shape, train.shape, heldout.shape)
+
+    ref = torch.as_tensor(train, dtype=torch.float64)
+
+    def nearest(x: np.ndarray) -> np.ndarray:
+        return torch.cdist(torch.as_tensor(x, dtype=torch.float64), ref).amin(1).numpy()
+
+    return float((nearest(samples) < np.percentile(nearest(heldout), q)).mean())
+
+
 def colour_stats(images: np.ndarray) -> dict[str, float]:
     """Colour saturation of uint8 RGB images (N, H, W, 3), as the paper's "saturated colours" claim needs measuring:
 

@@ -1,4 +1,4 @@
-"""The shipped colour model (#12): its files, bitwise same-seed RGB samples, guidance's effect on class and colour,
+"""The shipped colour model (#12, #25): its files, bitwise same-seed RGB samples, guidance's effect on class and colour,
 and its shipped N = 2,000 sweep against a live re-measurement."""
 import json
 
@@ -90,3 +90,31 @@ def test_strong_guidance_is_recognised_better_than_the_real_emoji(emoji):
     # The paper's ancestral sampler at the same T (and cost) reads higher, unguided to strongly guided.
     assert all(acc["ancestral"][k] > rows[k] for k in ("w=0", "w=1", "w=3", "w=8")), acc
     assert acc["ancestral"]["w=3"] > real + 0.05, (acc["ancestral"]["w=3"], real)
+
+
+def test_too_close_share_reads_copies_as_memorised_and_new_images_as_not():
+    """The memorisation measure's oracles: held-out points against themselves give about the percentile's share, copies
+    of training points give 1."""
+    from core.metrics import too_close_share
+
+    rng = np.random.default_rng(0)
+    train, heldout, fresh = rng.normal(size=(2000, 8)), rng.normal(size=(1000, 8)), rng.normal(size=(1000, 8))
+    assert too_close_share(train[:300] + 1e-9, train, heldout) == 1.0
+    assert abs(too_close_share(fresh, train, heldout) - 0.05) < 0.03
+
+
+def test_the_shipped_colour_model_does_not_copy_its_training_emoji(emoji):
+    """Issue #25: at most 5 % of unguided samples (the card's default sampler, T = 10) lie closer to their nearest
+    training emoji than the 5th percentile of the held-out emoji's nearest-training distances, in pixels and in the
+    classifier's features."""
+    from core.data import load_split
+    from core.metrics import too_close_share
+
+    train, _ = load_split("train", "emoji-npm")
+    heldout, _ = load_split("heldout", "emoji-npm")
+    seeds = list(range(270))
+    x = generate(emoji.model, seeds, [s % 9 for s in seeds], [0.0], SamplerConfig(emoji.card.default_sampler, 10))[0]
+    flat = [t.reshape(len(t), -1).numpy() for t in (x, train, heldout)]
+    pixels = too_close_share(*flat)
+    feats = too_close_share(*(emoji.features(t)[0] for t in (x, train, heldout)))
+    assert pixels <= 0.05 and feats <= 0.05, (pixels, feats)
