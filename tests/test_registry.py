@@ -174,6 +174,7 @@ def test_prefill_caches_every_models_default_grid_and_row(assets):
     assert rt.toy_prefilled.is_set() and lab.misses > 0
     misses = lab.misses
     H.toy_curves(rt, "rare-mode", 1, H.TOY_N, H.TOY_STEPS, "ddim")
+    H.toy_curves(rt, "separated", 2, H.TOY_N, H.TOY_STEPS, "ancestral")
     assert lab.misses == misses
 
 
