@@ -52,8 +52,8 @@ def wait_compiled(c, timeout: float = 600.0) -> None:
 def wait_prefilled(c, timeout: float = 120.0) -> None:
     """Wait until the app has sampled every model's default grid and scrub strip (its rows: the default slider row at
     every w of the strip) and the exact lab's default curves into its caches (demo.handlers.prefill, after the compile),
-    so that the figures below do not
-    queue behind it, as on a Space that started before the class came. An app without the flag is not waited for."""
+    so that the figures below do not queue behind it, as on a Space that started before the class came. An app without
+    the flag is not waited for."""
     t = time.perf_counter()
     while time.perf_counter() - t < timeout:
         try:
@@ -143,19 +143,11 @@ def main() -> None:
         if a.lab:
             exact_lab(c, a.runs)
             return
-        rows, grids, firsts = [], [], []
-        for i in range(a.runs):
-            t = time.perf_counter()
-            # a w the start-up prefill has not sampled, with the model's default sampler
-            c.predict(0.55 + i, 3, 0, model_card("digits").default_sampler, 10, api_name="/slider_row")
-            rows.append(time.perf_counter() - t)
-        others = {}
-        for model in shipped_models()[1:]:  # the other models' rows (the colour model's), next to the digits model's
-            others[model] = []
-            for i in range(a.runs):
-                t = time.perf_counter()
-                c.predict(0.55 + i, 3, 0, model_card(model).default_sampler, 10, model, api_name="/slider_row")
-                others[model].append(time.perf_counter() - t)
+        sampler = {m: model_card(m).default_sampler for m in shipped_models()}  # as the app's sampler control sets it
+        # each model's rows at w values the start-up prefill has not sampled (the default model, digits, first)
+        rows = {m: [_timed(c, "/slider_row", (0.55 + i, 3, 0, sampler[m], 10, m)) for i in range(a.runs)]
+                for m in shipped_models()}
+        grids, firsts = [], []
         for i in range(a.runs):
             t = time.perf_counter()
             c.predict("single class", 3, "0, 0.1, 0.3, 1, 2, 4", 6, i, "ddim", 0.3, 10, api_name="/guidance_grid")
@@ -169,9 +161,8 @@ def main() -> None:
                 break
             job.cancel()
             time.sleep(1)
-        print(f"slider → row of 8 ({model_card('digits').default_sampler} T=10): {stats(rows)}  [goal ≤ 1.0 s]")
-        for model, other in others.items():
-            print(f"slider → row of 8, {model} ({model_card(model).default_sampler} T=10): {stats(other)}  [goal ≤ 1.0 s]")
+        for model, ts in rows.items():
+            print(f"slider → row of 8, {model} ({sampler[model]} T=10): {stats(ts)}  [goal ≤ 1.0 s]")
         print(f"6 w × 6 seed grid (DDIM T=10): {stats(grids)}  [goal ≤ 3 s]")
         print(f"first FID/IS point (7 w, N=10): {stats(firsts)}  [goal ≤ 15 s]")
         t = time.perf_counter()

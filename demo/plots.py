@@ -365,8 +365,8 @@ def toy_figure(panels: list[tuple[str, list, list]], lim: float) -> go.Figure:
     for k, (_, contours, points) in enumerate(panels, start=1):
         for name, dens, colour, filled in contours:  # float32 on the wire: half the bytes of float64, same picture
             t = np.linspace(-lim, lim, dens.shape[0], dtype=np.float32)
-            fig.add_trace(go.Contour(x=t, y=t, z=dens.astype(np.float32), showscale=False, ncontours=10, name=name, hoverinfo="skip",
-                                     colorscale="Blues" if filled else [[0, colour], [1, colour]],
+            fig.add_trace(go.Contour(x=t, y=t, z=dens.astype(np.float32), showscale=False, ncontours=10, name=name,
+                                     hoverinfo="skip", colorscale="Blues" if filled else [[0, colour], [1, colour]],
                                      contours=dict(coloring="heatmap" if filled else "lines"),
                                      line=dict(width=0.5 if filled else 1), showlegend=name not in shown), 1, k)
             shown.add(name)
