@@ -715,15 +715,21 @@ TOY_GRID = 81  # the lab's density contours: 81 × 81 points
 TOY_N, TOY_STEPS = 2000, 64  # the lab tab's defaults: N samples per w, and T
 TOY_WS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)  # the metric curves' weights (CFG++: its scales, TOY_SCALES)
 TOY_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
+TOY_IDENTITY_SEEDS = 64  # the identity's check: seeds 0 … 63 (one toy.PAD batch), a sixth of a cold update's time
 
 
 def toy_lab(rt: Runtime, preset: str, cls, w_list, method_label: str, n, steps, sampler: str, show_tilted=False,
-            truncation=0.0) -> tuple[object, str]:
-    """CFG (or another method) with the exact scores of a 2-D Gaussian mixture: per w, the samples over the contours of
-    p(x | c) and p(x) (with show_tilted, p_w's and its exact draws; with a truncation threshold > 0, the same seeds from
-    truncated initial noise), and the lab's measures against exact draws (no network: what is seen is the method)."""
+            truncation=0.0, w=None) -> tuple[object, str]:
+    """CFG (or another method) with the exact scores of a 2-D Gaussian mixture: per w (the list's, then the slider's w
+    when given), the samples over the contours of p(x | c) and p(x) (with show_tilted, p_w's and its exact draws; with
+    a truncation threshold > 0, the same seeds from truncated initial noise), and the lab's measures against exact
+    draws (no network: what is seen is the method)."""
     mix, c, n, sc = _toy_inputs(preset, cls, n, steps, sampler)
-    ws = parse_w_list(w_list, max_values=4)
+    if w is None:
+        ws = parse_w_list(w_list, max_values=4)
+    else:  # the slider's w, after up to 3 others to compare with (which may be none)
+        w = check_w(w)
+        ws = [v for v in (parse_w_list(w_list, max_values=3) if str(w_list or "").strip() else []) if v != w] + [w]
     if method_label not in METHOD_KEYS:
         raise gr.Error(f"unknown method {method_label!r}: choose from {', '.join(METHOD_KEYS)}")
     opts = GuidanceOptions(method=METHOD_KEYS[method_label])
@@ -758,7 +764,9 @@ def toy_lab(rt: Runtime, preset: str, cls, w_list, method_label: str, n, steps, 
         rows.append(f"| {w:g} | {row.fidelity:.3f} | {row.coverage:.2f} | {row.outside:.3f} | {row.to_data:.4f} | "
                     f"{row.to_tilted:.4f} | {row.floor:.4f} |")
     if opts.method == "cfg":  # the identity as a number: exact classifier guidance on the same seeds
-        gap = _toy_identity(mix, c, ws, sc, torch.stack([x[:200] for _, x in measured]))  # 200 seeds: enough, and quick
+        x_cfg = torch.stack([x[:TOY_IDENTITY_SEEDS] for _, x in measured])
+        gap = rt.toy_identity.get_or_compute((mix, c, tuple(ws), sc, x_cfg.shape[1]),
+                                             lambda: _toy_identity(mix, c, ws, sc, x_cfg))
         rows.append("")
         rows.append(f"Classifier guidance with the exact noisy classifier on the same seeds differs from these CFG samples "
                     f"by at most **{gap:.1e}**: rounding. That is why CFG needs no classifier.")
@@ -792,27 +800,34 @@ def _toy_identity(mix, c: int, ws: list[float], sc: SamplerConfig, x_cfg: torch.
 def _toy_measured(rt: Runtime, mix, c: int, ws, sc: SamplerConfig, n: int, guide) -> list:
     """toy.measure_grid, from the runtime's lab cache when the same request was measured before (it is a pure function
     of its request)."""
-    return rt.toy_results.get_or_compute((mix, c, tuple(ws), sc, n, guide),
+    return rt.toy_results.get_or_compute(_toy_key(mix, c, ws, sc, n, guide),
                                          lambda: toy.measure_grid(mix, c, list(ws), sc, n, guide))
 
 
-def toy_curves(rt: Runtime, preset: str, cls, n, steps, sampler: str) -> tuple[object, str]:
-    """The lab's measures against w for every method on the same seeds: the 2-D analogue of the FID–IS plane."""
+def _toy_key(mix, c: int, ws, sc: SamplerConfig, n: int, guide) -> tuple:
+    """The lab cache's key of a measured grid: its full request."""
+    return mix, c, tuple(ws), sc, n, guide
+
+
+def toy_curves(rt: Runtime, preset: str, cls, n, steps, sampler: str) -> Iterator[tuple[object, str]]:
+    """The lab's measures against w for every method on the same seeds: the 2-D analogue of the FID–IS plane. Streams
+    the figure method by method when some must be measured (a cold curve takes about a second; each method is shown
+    as soon as it is done), else yields it once."""
     mix, c, n, sc = _toy_inputs(preset, cls, n, steps, sampler)
     methods = [m for m in METHOD_TABLE if sc.sampler == "ddim" or not m.renoise_uncond]  # CFG++ is DDIM-only
-    curves = {}
-    t = time.perf_counter()
-    for m in methods:
-        guide = toy.degraded(mix) if m.guide else None
-        ws = TOY_SCALES if m.w_range else TOY_WS
-        sm = replace(sc, opts=GuidanceOptions(method=m.key))
-        curves[m.label] = [row for row, _ in _toy_measured(rt, mix, c, ws, sm, n, guide)]
-    fig = plots.toy_curves_figure(curves, f"{preset}, class {c}: the exact lab's measures per method "
-                                          f"({sc.sampler}, T={sc.steps}, N={n}, same seeds)")
-    left_out = [m.label for m in METHOD_TABLE if m not in methods]
-    return fig, f"{len(methods)} methods · {sum(len(v) for v in curves.values())} points · " \
-                f"{time.perf_counter() - t:.2f} s" + \
-                "".join(f" · {label} left out: it is defined for DDIM only" for label in left_out)
+    left_out = "".join(f" · {m.label} left out: it is defined for DDIM only" for m in METHOD_TABLE if m not in methods)
+    requests = [(m, (mix, c, TOY_SCALES if m.w_range else TOY_WS, replace(sc, opts=GuidanceOptions(method=m.key)), n,
+                     toy.degraded(mix) if m.guide else None)) for m in methods]
+    cached = all(_toy_key(*key) in rt.toy_results for _, key in requests)
+    title = f"{preset}, class {c}: the exact lab's measures per method ({sc.sampler}, T={sc.steps}, N={n}, same seeds)"
+    curves, t = {}, time.perf_counter()
+    for k, (m, key) in enumerate(requests, start=1):
+        curves[m.label] = [row for row, _ in _toy_measured(rt, *key)]
+        if k == len(requests) or not cached:
+            done = "" if k == len(requests) else f" · measuring {requests[k][0].label} …"
+            yield plots.toy_curves_figure(curves, title), \
+                f"{k} of {len(methods)} methods · {sum(len(v) for v in curves.values())} points · " \
+                f"{time.perf_counter() - t:.2f} s{done}{left_out}"
 
 
 def prefill_lab(rt: Runtime) -> None:
@@ -822,7 +837,8 @@ def prefill_lab(rt: Runtime) -> None:
         for c, sampler in itertools.product(range(mix.num_classes), SAMPLERS):
             if rt.closing.is_set():
                 return
-            toy_curves(rt, preset, c, TOY_N, TOY_STEPS, sampler)
+            for _ in toy_curves(rt, preset, c, TOY_N, TOY_STEPS, sampler):
+                pass
     rt.toy_prefilled.set()
 
 

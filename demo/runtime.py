@@ -88,6 +88,8 @@ class Runtime:
         self._gate = ModelLock()  # one sampling run of short requests at a time, whichever the model
         # the exact 2-D lab's measured grids ((row, samples) per w), keyed by their full request: about 80 curves
         self.toy_results = ResultCache(TOY_CACHE_BYTES, size_of=lambda rows: sum(8 * x.nelement() for _, x in rows))
+        # the identity check's largest |x_CG − x_CFG| per request (a float each: a few bytes)
+        self.toy_identity = ResultCache(2**20, size_of=lambda gap: 64)
         self.closing = threading.Event()  # set at exit: background work (the prefill) stops after its current step
         self.toy_prefilled = threading.Event()  # set once demo.handlers.prefill has measured the lab's default curves
 

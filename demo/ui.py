@@ -357,8 +357,10 @@ def _toy_tab(rt: Runtime) -> None:
     with gr.Row():
         preset = Radio(sorted(PRESETS), value="rare-mode", label="preset (data in [−1, 1]²)")
         cls = Number(0, precision=0, label="class c (0 = the first)")
-        ws = gr.Textbox("0, 1, 3, 8", label="w values (up to 4)")
         method = Radio([m.label for m in METHOD_TABLE], value="CFG", label="method")
+    with gr.Row():
+        lab_w = Slider(W_MIN, W_MAX, value=3, step=0.1, label="w (s = 1 + w): samples on release", elem_id="toy-w")
+        ws = gr.Textbox("0, 1", label="beside it, w = (up to 3, or none)", elem_id="toy-ws")
     with gr.Row():
         n = Slider(10, 2000, value=H.TOY_N, step=10, label="N samples per w")
         steps = Slider(2, MAX_STEPS, value=H.TOY_STEPS, step=1, label="steps T")
@@ -368,8 +370,9 @@ def _toy_tab(rt: Runtime) -> None:
     btn = gr.Button("Sample with exact scores", variant="primary", elem_id="toy-run")
     fig = gr.Plot(label="samples over p_w(x|c), per w", elem_id="toy-plot", elem_classes="wide-plot")
     table = gr.Markdown(elem_id="toy-table")
-    btn.click(_bind(rt, H.toy_lab), [preset, cls, ws, method, n, steps, sampler, tilted, truncation], [fig, table],
-              api_name="toy_lab")
+    lab_inputs = [preset, cls, ws, method, n, steps, sampler, tilted, truncation, lab_w]
+    btn.click(_bind(rt, H.toy_lab), lab_inputs, [fig, table], api_name="toy_lab")
+    lab_w.release(_bind(rt, H.toy_lab), lab_inputs, [fig, table], api_name="toy_lab_w", trigger_mode="always_last")
     gr.Markdown("**Every method against w** (the same seeds; CFG++ against its scale): fidelity rises with w for every "
                 "method, and so does the distance to the data; autoguidance keeps its samples inside the class.")
     gr.Markdown("**Trajectories and the guidance field** at one step: the arrows are ε*(z,c) − ε*(z), the implicit "

@@ -342,19 +342,44 @@ def test_exact_lab_handler_draws_each_w_over_its_tilted_density(rt):
             H.toy_lab(rt, *args)
 
 
+def test_exact_lab_slider_adds_its_w_after_the_list_on_the_same_seeds(rt):
+    """The tab's w slider: its w is the last panel, after the values beside it (none, or up to 3); the same seeds, so
+    the slider's panel equals the same w asked in the list."""
+    fig, table = H.toy_lab(rt, "overlap", 0, "0, 1", "CFG", 100, 8, "ddim", False, 0.0, 2.5)
+    assert [a.text for a in fig.layout.annotations] == ["w=0 (s=1)", "w=1 (s=2)", "w=2.5 (s=3.5)"]
+    alone, _ = H.toy_lab(rt, "overlap", 0, "", "CFG", 100, 8, "ddim", False, 0.0, 2.5)
+    listed, _ = H.toy_lab(rt, "overlap", 0, "2.5", "CFG", 100, 8, "ddim")
+    assert len(alone.data) == 3 and list(alone.data[2].x) == list(fig.data[8].x) == list(listed.data[2].x)
+    twice, _ = H.toy_lab(rt, "overlap", 0, "0, 2.5", "CFG", 100, 8, "ddim", False, 0.0, 2.5)
+    assert len(twice.layout.annotations) == 2  # the slider's w is not drawn twice
+    with pytest.raises(gr.Error, match="too many w values \\(4\\); at most 3"):
+        H.toy_lab(rt, "overlap", 0, "0, 1, 2, 3", "CFG", 50, 8, "ddim", False, 0.0, 5)
+    with pytest.raises(gr.Error, match="w must be between -1 and 20"):
+        H.toy_lab(rt, "overlap", 0, "0", "CFG", 50, 8, "ddim", False, 0.0, 21)
+
+
 def test_exact_lab_curves_cover_every_method_on_the_same_seeds(rt):
     from core.guidance import METHOD_TABLE
 
-    fig, info = H.toy_curves(rt, "overlap", 0, 100, 16, "ddim")
+    streamed = list(H.toy_curves(rt, "overlap", 0, 100, 16, "ddim"))  # cold: one update per method, as it is measured
+    shown = [{t.name for t in f.data} - {"two exact draws"} for f, _ in streamed]
+    assert [len(names) for names in shown] == list(range(1, len(METHOD_TABLE) + 1))
+    assert "measuring APG" in streamed[0][1] and "measuring" not in streamed[-1][1]
+    fig, info = streamed[-1]
     names = {t.name for t in fig.data}
-    assert names == {m.label for m in METHOD_TABLE} and len(fig.data) == 4 * len(METHOD_TABLE)
+    assert names == {m.label for m in METHOD_TABLE} | {"two exact draws"}
+    per_w = [m for m in METHOD_TABLE if m.weight == "w"]  # the distance to p_w: for the methods whose weight is a w
+    assert len(fig.data) == 4 * len(METHOD_TABLE) + len(per_w) + 1
+    tilted = {t.name: t for t in fig.data if t.xaxis == "x5"}
+    assert set(tilted) == {m.label for m in per_w} | {"two exact draws"}
+    assert tilted["two exact draws"].y[3] < tilted["CFG"].y[3]  # at w = 2, CFG is farther from p_w than the noise floor
     fid = next(t for t in fig.data if t.name == "CFG" and t.xaxis == "x")  # the fidelity panel
     assert fid.y[0] < fid.y[2]  # fidelity rises from w = 0 to w = 1
     hits = rt.toy_results.hits
-    again, info2 = H.toy_curves(rt, "overlap", 0, 100, 16, "ddim")  # the same request: measured once, same figure
+    (again, info2), = H.toy_curves(rt, "overlap", 0, 100, 16, "ddim")  # the same request: measured once, one update
     assert rt.toy_results.hits == hits + len(METHOD_TABLE) and again.to_json() == fig.to_json()
-    fig, info = H.toy_curves(rt, "overlap", 0, 100, 16, "ancestral")  # CFG++ is DDIM-only: left out, and said so
-    assert {t.name for t in fig.data} == {m.label for m in METHOD_TABLE if not m.renoise_uncond}
+    *_, (fig, info) = H.toy_curves(rt, "overlap", 0, 100, 16, "ancestral")  # CFG++ is DDIM-only: left out, said so
+    assert {t.name for t in fig.data} == {m.label for m in METHOD_TABLE if not m.renoise_uncond} | {"two exact draws"}
     assert "CFG++ left out: it is defined for DDIM only" in info
 
 

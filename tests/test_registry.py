@@ -173,8 +173,8 @@ def test_prefill_caches_every_models_default_grid_and_row(assets):
     lab = rt.toy_results  # and the exact lab's curves at the tab's defaults, for every preset and class
     assert rt.toy_prefilled.is_set() and lab.misses > 0
     misses = lab.misses
-    H.toy_curves(rt, "rare-mode", 1, H.TOY_N, H.TOY_STEPS, "ddim")
-    H.toy_curves(rt, "separated", 2, H.TOY_N, H.TOY_STEPS, "ancestral")
+    assert len(list(H.toy_curves(rt, "rare-mode", 1, H.TOY_N, H.TOY_STEPS, "ddim"))) == 1  # all cached: one update
+    assert len(list(H.toy_curves(rt, "separated", 2, H.TOY_N, H.TOY_STEPS, "ancestral"))) == 1
     assert lab.misses == misses
 
 
