@@ -810,23 +810,26 @@ def _toy_key(mix, c: int, ws, sc: SamplerConfig, n: int, guide) -> tuple:
 
 
 def toy_curves(rt: Runtime, preset: str, cls, n, steps, sampler: str) -> Iterator[tuple[object, str]]:
-    """The lab's measures against w for every method on the same seeds: the 2-D analogue of the FID–IS plane. Streams
-    the figure method by method when some must be measured (a cold curve takes about a second; each method is shown
-    as soon as it is done), else yields it once."""
+    """The lab's measures against w for every method on the same seeds: the 2-D analogue of the FID–IS plane. When
+    some must be measured (a cold curve takes over a second), streams the figure as each half of a method's weights is
+    done (same seed ⇒ same point, so halves measure what one run would); else yields it once."""
     mix, c, n, sc = _toy_inputs(preset, cls, n, steps, sampler)
     methods = [m for m in METHOD_TABLE if sc.sampler == "ddim" or not m.renoise_uncond]  # CFG++ is DDIM-only
     left_out = "".join(f" · {m.label} left out: it is defined for DDIM only" for m in METHOD_TABLE if m not in methods)
-    requests = [(m, (mix, c, TOY_SCALES if m.w_range else TOY_WS, replace(sc, opts=GuidanceOptions(method=m.key)), n,
-                     toy.degraded(mix) if m.guide else None)) for m in methods]
-    cached = all(_toy_key(*key) in rt.toy_results for _, key in requests)
+    parts = []
+    for m in methods:
+        ws, sm = TOY_SCALES if m.w_range else TOY_WS, replace(sc, opts=GuidanceOptions(method=m.key))
+        half = (len(ws) + 1) // 2  # a method's weights in two halves: each update about a quarter of a second
+        parts += [(m, (mix, c, part, sm, n, toy.degraded(mix) if m.guide else None)) for part in (ws[:half], ws[half:])]
+    cached = all(_toy_key(*key) in rt.toy_results for _, key in parts)
     title = f"{preset}, class {c}: the exact lab's measures per method ({sc.sampler}, T={sc.steps}, N={n}, same seeds)"
     curves, t = {}, time.perf_counter()
-    for k, (m, key) in enumerate(requests, start=1):
-        curves[m.label] = [row for row, _ in _toy_measured(rt, *key)]
-        if k == len(requests) or not cached:
-            done = "" if k == len(requests) else f" · measuring {requests[k][0].label} …"
+    for k, (m, key) in enumerate(parts, start=1):
+        curves.setdefault(m.label, []).extend(row for row, _ in _toy_measured(rt, *key))
+        if k == len(parts) or not cached:
+            done = "" if k == len(parts) else f" · measuring {parts[k][0].label} …"
             yield plots.toy_curves_figure(curves, title), \
-                f"{k} of {len(methods)} methods · {sum(len(v) for v in curves.values())} points · " \
+                f"{len(curves)} of {len(methods)} methods · {sum(len(v) for v in curves.values())} points · " \
                 f"{time.perf_counter() - t:.2f} s{done}{left_out}"
 
 

@@ -361,10 +361,12 @@ def test_exact_lab_slider_adds_its_w_after_the_list_on_the_same_seeds(rt):
 def test_exact_lab_curves_cover_every_method_on_the_same_seeds(rt):
     from core.guidance import METHOD_TABLE
 
-    streamed = list(H.toy_curves(rt, "overlap", 0, 100, 16, "ddim"))  # cold: one update per method, as it is measured
+    streamed = list(H.toy_curves(rt, "overlap", 0, 100, 16, "ddim"))  # cold: an update per half of each method's w
     shown = [{t.name for t in f.data} - {"two exact draws"} for f, _ in streamed]
-    assert [len(names) for names in shown] == list(range(1, len(METHOD_TABLE) + 1))
-    assert "measuring APG" in streamed[0][1] and "measuring" not in streamed[-1][1]
+    assert [len(names) for names in shown] == [k for k in range(1, len(METHOD_TABLE) + 1) for _ in range(2)]
+    assert "measuring CFG" in streamed[0][1] and "measuring APG" in streamed[1][1] and "measuring" not in streamed[-1][1]
+    first, whole = (next(t for t in f.data if t.name == "CFG") for f, _ in (streamed[0], streamed[-1]))
+    assert len(first.x) == 4 and list(whole.x) == list(H.TOY_WS) and list(whole.y[:4]) == list(first.y)
     fig, info = streamed[-1]
     names = {t.name for t in fig.data}
     assert names == {m.label for m in METHOD_TABLE} | {"two exact draws"}
@@ -377,7 +379,7 @@ def test_exact_lab_curves_cover_every_method_on_the_same_seeds(rt):
     assert fid.y[0] < fid.y[2]  # fidelity rises from w = 0 to w = 1
     hits = rt.toy_results.hits
     (again, info2), = H.toy_curves(rt, "overlap", 0, 100, 16, "ddim")  # the same request: measured once, one update
-    assert rt.toy_results.hits == hits + len(METHOD_TABLE) and again.to_json() == fig.to_json()
+    assert rt.toy_results.hits == hits + 2 * len(METHOD_TABLE) and again.to_json() == fig.to_json()
     *_, (fig, info) = H.toy_curves(rt, "overlap", 0, 100, 16, "ancestral")  # CFG++ is DDIM-only: left out, said so
     assert {t.name for t in fig.data} == {m.label for m in METHOD_TABLE if not m.renoise_uncond} | {"two exact draws"}
     assert "CFG++ left out: it is defined for DDIM only" in info
