@@ -715,7 +715,7 @@ TOY_GRID = 81  # the lab's density contours: 81 × 81 points
 TOY_N, TOY_STEPS = 2000, 64  # the lab tab's defaults: N samples per w, and T
 TOY_WS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)  # the metric curves' weights (CFG++: its scales, TOY_SCALES)
 TOY_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
-TOY_IDENTITY_SEEDS = 64  # the identity's check: seeds 0 … 63 (one toy.PAD batch), a sixth of a cold update's time
+TOY_IDENTITY_SEEDS = 64  # the identity's check: seeds 0 … 63 (one toy.PAD batch; 200 took a third of a warm update)
 
 
 def toy_lab(rt: Runtime, preset: str, cls, w_list, method_label: str, n, steps, sampler: str, show_tilted=False,

@@ -374,7 +374,8 @@ def _toy_tab(rt: Runtime) -> None:
     btn.click(_bind(rt, H.toy_lab), lab_inputs, [fig, table], api_name="toy_lab")
     lab_w.release(_bind(rt, H.toy_lab), lab_inputs, [fig, table], api_name="toy_lab_w", trigger_mode="always_last")
     gr.Markdown("**Every method against w** (the same seeds; CFG++ against its scale): fidelity rises with w for every "
-                "method, and so does the distance to the data; autoguidance keeps its samples inside the class.")
+                "method, and so does the distance to the data; autoguidance keeps its samples inside the class. The "
+                "last panel is the distance to p_w: far above two exact draws of p_w, CFG is not sampling it.")
     gr.Markdown("**Trajectories and the guidance field** at one step: the arrows are ε*(z,c) − ε*(z), the implicit "
                 "classifier made visible; the paths are 12 seeds at w = 0 and at the slider's w.")
     with gr.Row():
