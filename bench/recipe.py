@@ -5,8 +5,9 @@
 
 Every candidate is the shipped emoji recipe ((32, 64, 64), batch 64, balanced, flips 0–6, lr 2e-3, EMA 0.999, seed 0)
 with one change: what the UNet predicts (ε, v, or EDM's preconditioned F at log-normal λ). The reading is unguided and
-w = 3 FID against the training emoji, the emoji classifier's class accuracy (class-balanced) and mean HSV saturation,
-with DDIM and the ancestral sampler at T = 10, on the same seeds (labels seed mod 9) for every candidate.
+w = 3 FID against the 382 held-out emoji (assets/emoji_ref_stats.npz, as the shipped sweeps), the emoji classifier's
+class accuracy (class-balanced) and mean HSV saturation, with DDIM and the ancestral sampler at T = 10, on the same
+seeds (labels seed mod 9) for every candidate.
 """
 import argparse
 import sys
@@ -77,7 +78,7 @@ def main() -> None:
     if a.cmd == "train":
         return train_candidate(a)
     pipe = load_pipeline("emoji", "cpu")
-    header(f"emoji recipe screen: T = 10, N = {a.n} per point, FID against the training emoji")
+    header(f"emoji recipe screen: T = 10, N = {a.n} per point, FID against the 382 held-out emoji")
     real, real_y = load_split("heldout", "emoji-npm")
     _, p_real = pipe.features(real)
     print(f"# real held-out: class-balanced accuracy {100 * class_balanced_accuracy(p_real, real_y.numpy()):.1f} %, "
