@@ -56,17 +56,31 @@ def test_sample_cli_writes_png_and_npz(tmp_path, pipeline):
     assert want.std() > 10  # not blank
 
 
-@pytest.mark.parametrize("model", ["digits", "emoji"])
-def test_sample_cli_without_sampler_takes_the_models_default(tmp_path, model):
-    """Issue #25: with no --sampler, the CLI samples with the model card's default sampler (emoji: ancestral)."""
+@pytest.mark.parametrize("model,card_sampler", [("digits", None), ("emoji", None), ("digits", "ancestral")])
+def test_sample_cli_without_sampler_takes_the_models_default(tmp_path, model, card_sampler):
+    """Issue #25: with no --sampler, the CLI samples with the model card's default sampler: the shipped cards' (DDIM),
+    and ancestral from a copy of the digits card that names it."""
+    import json
+    import shutil
+
+    from core.checkpoint import ASSETS
     from core.pipeline import load_pipeline
     from core.sample import main
 
+    assets = ASSETS
+    if card_sampler:
+        assets = tmp_path / "assets"
+        assets.mkdir()
+        for p in ASSETS.glob(f"{model}*"):
+            shutil.copy(p, assets / p.name)
+        card = json.loads((assets / f"{model}.json").read_text())
+        (assets / f"{model}.json").write_text(json.dumps({**card, "default_sampler": card_sampler}))
     npz = tmp_path / "grid.npz"
     main(["--model", model, "--classes", "0", "--w", "1", "--seeds", "0-1", "--steps", "2", "--out",
-          str(tmp_path / "g.png"), "--npz", str(npz), "--device", "cpu"])
-    pipe = load_pipeline(model, "cpu")
+          str(tmp_path / "g.png"), "--npz", str(npz), "--device", "cpu", "--assets", str(assets)])
+    pipe = load_pipeline(model, "cpu", assets)
     want = pipe.card.default_sampler
+    assert want == (card_sampler or "ddim")
     x = generate(pipe.model, [0, 1], [0, 0], [1.0], SamplerConfig(want, 2))
     with np.load(npz) as f:
         assert str(f["sampler"]) == want and np.array_equal(f["images"].reshape(-1), to_uint8(x[0]).reshape(-1))
