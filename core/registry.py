@@ -43,6 +43,7 @@ class ModelCard:
     sha256: str
     assets: Path
     default_sampler: str = "ddim"  # the app's and the CLIs' sampler for this model when none is chosen (issue #25)
+    recipe: str = ""  # how the weights were trained, in one line (training_recipe)
 
     @property
     def num_classes(self) -> int:
@@ -68,6 +69,22 @@ class ModelCard:
     def sweeps(self) -> list[Path]:
         """Every precomputed sweep shipped for this model."""
         return sorted(self.assets.glob(f"{self.name}_sweep_*_T*.csv"))
+
+
+PREDICTION_NAMES = {"eps": "ε-prediction", "v": "v-prediction", "edm": "EDM preconditioning"}
+
+
+def training_recipe(meta: dict, cfg: UNetConfig) -> str:
+    """One line from a card's record: prediction target, network widths, and the steps of the shipped EMA weights
+    (a snapshot of a longer fixed schedule says so)."""
+    train = meta.get("train", {})
+    if not train:
+        return ""
+    steps = meta.get("snapshot_step", train["steps"])
+    at = (f"EMA weights at step {steps:,} of a {train['steps']:,}-step schedule" if steps != train["steps"]
+          else f"{steps:,} steps")
+    return (f"{PREDICTION_NAMES[cfg.prediction]}, UNet {tuple(cfg.channels)}, {at}, batch {train['batch']}, "
+            f"p_uncond {train['p_uncond']:g}")
 
 
 def shipped_models(assets: Path = ASSETS) -> list[str]:
@@ -105,4 +122,4 @@ def model_card(name: str, assets: Path = ASSETS) -> ModelCard:
                      null_label=cfg.null_label, channels=cfg.in_channels, image_size=cfg.image_size,
                      logsnr_range=cfg.logsnr_range, data_source=meta["data_source"], licence=meta["licence"],
                      dataset=meta["dataset"], sha256=meta["sha256"], assets=Path(assets),
-                     default_sampler=meta.get("default_sampler", "ddim"))
+                     default_sampler=meta.get("default_sampler", "ddim"), recipe=training_recipe(meta, cfg))

@@ -126,12 +126,13 @@ def _cls_label(card: ModelCard, c: int) -> str:
 # ---------------------------------------------------------------- the model selector
 
 def model_card_text(rt: Runtime, model=DEFAULT_MODEL) -> str:
-    """The selected model's card: title, classes, image size, data source and licence."""
+    """The selected model's card: title, classes, image size, data source, licence and training recipe."""
     slot = _slot(rt, model)
     card = slot.card
     classes = ", ".join(f"{i} = {n}" for i, n in enumerate(card.class_names))
     return (f"**{card.title}** · {card.channels}×{card.image_size}×{card.image_size} · classes: {classes}  \n"
-            f"Data: {card.data_source} · Licence: {card.licence}  \nNetwork: {slot.warmup.state}")
+            f"Data: {card.data_source} · Licence: {card.licence}  \n"
+            + (f"Training: {card.recipe} · " if card.recipe else "") + f"Network: {slot.warmup.state}")
 
 
 def serving_stats(rt: Runtime) -> dict:

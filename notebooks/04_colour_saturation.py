@@ -42,13 +42,14 @@ from core.sampling import SamplerConfig, generate
 
 SMALL = os.environ.get("SMALL", "0") == "1"
 SEEDS = list(range(9 if SMALL else 36))
-STEPS = 10  # the app's default sampler: DDIM, T = 10
+STEPS = 10  # the app's default steps for this model
 WS = [0.0, 1.0, 3.0, 8.0] if SMALL else [0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0]
 pipe = load_pipeline("emoji")
 names = pipe.card.class_names
 K = pipe.card.num_classes
 labels = [s % K for s in SEEDS]
-print(pipe.card.title, "|", pipe.card.licence)
+SAMPLER = pipe.card.default_sampler  # the app's default sampler for this model (its card)
+print(pipe.card.title, "|", pipe.card.licence, "|", pipe.card.recipe, "|", SAMPLER)
 
 # %% [markdown]
 # ## 1. The data
@@ -68,7 +69,7 @@ for key, v in data_stats.items():
 # Every row uses the same seeds and labels; only $w$ changes. Colours grow more saturated and shapes simpler.
 
 # %%
-x = generate(pipe.model, SEEDS, labels, WS, SamplerConfig("ddim", STEPS))
+x = generate(pipe.model, SEEDS, labels, WS, SamplerConfig(SAMPLER, STEPS))
 u8 = np.stack([to_uint8(xj) for xj in x])
 display(grid_image(u8[:, :9], scale=2, row_labels=[f"w={w:g} s={1 + w:g}" for w in WS],
                    col_labels=[names[k][:6] for k in labels[:9]]))
@@ -98,7 +99,7 @@ assert stats[-1]["mean_saturation"] > stats[0]["mean_saturation"], "w = 8 should
 # together with the class accuracy of the project's emoji classifier.
 
 # %%
-with open(pipe.card.sweep_path("ddim", 10)) as f:
+with open(pipe.card.sweep_path(SAMPLER, 10)) as f:
     big = [r for r in csv.DictReader(f) if not r["truncation"] and float(r["temperature"]) == 1.0]
 for r in big:
     print(f"w = {float(r['w']):4g}: FID {float(r['FID']):6.2f}  IS {float(r['IS']):5.2f}  accuracy "
@@ -121,7 +122,7 @@ plt.show()
 rows, tiles = [], []
 for w in (3.0, 8.0):
     for name, opts in REMEDIES:
-        xr = to_uint8(generate(pipe.model, SEEDS, labels, [w], SamplerConfig("ddim", STEPS, opts=opts))[0])
+        xr = to_uint8(generate(pipe.model, SEEDS, labels, [w], SamplerConfig(SAMPLER, STEPS, opts=opts))[0])
         rows.append((w, name, colour_stats(xr)))
         tiles.append(xr[:9])
 display(grid_image(np.stack(tiles), scale=2, row_labels=[f"w={w:g} {n.split(' ')[0]}" for w, n, _ in rows]))

@@ -31,6 +31,20 @@ def nonzero_init(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def copy_with_card(src: Path, dst: Path, model: str, **card) -> Path:
+    """dst: a copy of src's files of that model (NAME*), its card's keys replaced by card's (a card the shipped ones
+    do not exercise, e.g. another default_sampler)."""
+    import json
+    import shutil
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in Path(src).glob(f"{model}*"):
+        shutil.copy(f, dst / f.name)
+    meta = json.loads((dst / f"{model}.json").read_text())
+    (dst / f"{model}.json").write_text(json.dumps({**meta, **card}))
+    return dst
+
+
 @pytest.fixture(scope="session")
 def tiny_unet():
     from core.unet import UNet, UNetConfig

@@ -60,21 +60,13 @@ def test_sample_cli_writes_png_and_npz(tmp_path, pipeline):
 def test_sample_cli_without_sampler_takes_the_models_default(tmp_path, model, card_sampler):
     """Issue #25: with no --sampler, the CLI samples with the model card's default sampler: the shipped cards' (DDIM),
     and ancestral from a copy of the digits card that names it."""
-    import json
-    import shutil
+    from conftest import copy_with_card
 
     from core.checkpoint import ASSETS
     from core.pipeline import load_pipeline
     from core.sample import main
 
-    assets = ASSETS
-    if card_sampler:
-        assets = tmp_path / "assets"
-        assets.mkdir()
-        for p in ASSETS.glob(f"{model}*"):
-            shutil.copy(p, assets / p.name)
-        card = json.loads((assets / f"{model}.json").read_text())
-        (assets / f"{model}.json").write_text(json.dumps({**card, "default_sampler": card_sampler}))
+    assets = copy_with_card(ASSETS, tmp_path / "assets", model, default_sampler=card_sampler) if card_sampler else ASSETS
     npz = tmp_path / "grid.npz"
     main(["--model", model, "--classes", "0", "--w", "1", "--seeds", "0-1", "--steps", "2", "--out",
           str(tmp_path / "g.png"), "--npz", str(npz), "--device", "cpu", "--assets", str(assets)])

@@ -31,6 +31,20 @@ def test_the_colour_model_card(emoji):
     assert "Twemoji" in card.licence and "CC-BY-4.0" in card.licence and card.dataset == "emoji-npm"
 
 
+def test_the_colour_model_card_records_its_recipe_and_runs():
+    """Issue #25: the card records the recipe (v-prediction, the fixed 30,000-step schedule, the 15,000-step EMA
+    snapshot), the resumed runs that made it and their hardware; the app's card line says it."""
+    from core.registry import model_card
+
+    meta = json.loads((ASSETS / "emoji.json").read_text())
+    assert meta["config"]["prediction"] == "v" and meta["train"]["steps"] == 30000 and meta["snapshot_step"] == 15000
+    runs = meta["resumed_runs"]
+    assert [r["steps"][0] for r in runs] == [0] + [r["steps"][1] for r in runs[:-1]] and runs[-1]["steps"][1] == 15000
+    assert meta["train_seconds"] == sum(r["seconds"] for r in runs) and "1 core" in meta["device_name"]
+    assert model_card("emoji").recipe.startswith("v-prediction, UNet (32, 64, 64), EMA weights at step 15,000 of a "
+                                                 "30,000-step schedule")
+
+
 @pytest.mark.parametrize("sampler", ["ddim", "ancestral"])
 def test_rgb_same_seed_alone_equals_inside_grid_bitwise(emoji, sampler):
     alone = generate(emoji.model, [7], [2], [3.0], SamplerConfig(sampler, 4))[0, 0]
@@ -69,10 +83,11 @@ def test_the_shipped_sweep_matches_a_live_remeasurement(emoji, sampler):
     assert abs(sat - float(rows["w=3"]["mean_saturation"])) < 0.05, (sat, rows["w=3"]["mean_saturation"])
 
 
-def test_strong_guidance_is_recognised_better_than_the_real_emoji(emoji):
-    """The accuracy figure's yardstick (README): the classifier reads the real held-out emoji at 70–80 % class-balanced
-    (the Unicode groups overlap), the level the shipped DDIM sweep reaches at w = 3; at w = 8 guided samples are more
-    recognisable than real ones, and with the ancestral sampler already at w = 3."""
+def test_the_shipped_sweeps_reach_the_accuracy_figures_against_the_real_emoji(emoji):
+    """Issue #25's figures on the shipped N = 2,000 sweeps (T = 10): the classifier reads the real held-out emoji at
+    70–80 % class-balanced (the Unicode groups overlap); unguided samples of the card's default sampler reach 65 % (88 %
+    of that) and w = 3 reaches 88 %, above the real emoji. On both samplers mean saturation starts below the real
+    emoji's at w = 0 and passes it by w = 3, rising on to w = 8."""
     import csv
 
     from core.data import load_split
@@ -80,16 +95,19 @@ def test_strong_guidance_is_recognised_better_than_the_real_emoji(emoji):
 
     x, y = load_split("heldout", "emoji-npm")
     real = class_balanced_accuracy(emoji.features(x)[1], y.numpy())
-    acc = {}
+    real_sat = colour_stats(to_uint8(x))["mean_saturation"]
+    assert 0.7 < real < 0.8, real
+    rows = {}
     for sampler in ("ddim", "ancestral"):
         with open(emoji.card.sweep_path(sampler, 10)) as f:
-            acc[sampler] = {r["label"]: float(r["accuracy"]) for r in csv.DictReader(f) if r["accuracy"]}
-    assert 0.7 < real < 0.8, real
-    rows = acc["ddim"]
-    assert abs(rows["w=3"] - real) < 0.05 and rows["w=8"] > real + 0.05, (rows["w=3"], rows["w=8"], real)
-    # The paper's ancestral sampler at the same T (and cost) reads higher, unguided to strongly guided.
-    assert all(acc["ancestral"][k] > rows[k] for k in ("w=0", "w=1", "w=3", "w=8")), acc
-    assert acc["ancestral"]["w=3"] > real + 0.05, (acc["ancestral"]["w=3"], real)
+            rows[sampler] = {r["label"]: r for r in csv.DictReader(f)}
+    default = rows[emoji.card.default_sampler]
+    acc = {k: float(default[k]["accuracy"]) for k in ("w=0", "w=3")}
+    assert acc["w=0"] >= 0.65 and acc["w=0"] >= 0.88 * real and acc["w=3"] >= 0.88, (acc, real)
+    for sampler, r in rows.items():
+        sat = [float(r[f"w={w}"]["mean_saturation"]) for w in (0, 3, 8)]
+        assert sat[0] < real_sat < sat[1] < sat[2], (sampler, sat, real_sat)
+        assert float(r["w=3"]["accuracy"]) > real + 0.1, (sampler, r["w=3"]["accuracy"], real)
 
 
 def test_too_close_share_reads_copies_as_memorised_and_new_images_as_not():

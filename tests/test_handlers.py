@@ -316,6 +316,8 @@ def test_model_card_reads_the_runtime_and_polls_only_while_compiling():
     text, timer = H.model_card_status(rt, "digits")
     assert timer.active is True and "Network: eager" in text
     assert "Network: compiling" in H.model_card_status(rt, "emoji")[0]
+    assert "Training: v-prediction, UNet (32, 64, 64), EMA weights at step 15,000" in H.model_card_status(rt, "emoji")[0]
+    assert "Training: ε-prediction, UNet (16, 32, 64), 4,500 steps" in text  # the digits card
 
 
 def test_inside_step_info_names_the_step_the_slider_shows(rt):

@@ -10,7 +10,7 @@ from core.checkpoint import ASSETS, WeightsError, save_model
 from core.classifier import ClassifierConfig, ImageClassifier
 from core.registry import ModelCard, UnknownModelError, model_card, shipped_models
 from core.unet import UNet, UNetConfig
-from conftest import nonzero_init
+from conftest import copy_with_card, nonzero_init
 
 
 def add_tiny_model(assets, name: str, channels: int, size: int, class_names: list[str]) -> None:
@@ -237,17 +237,11 @@ def test_each_model_card_names_its_default_sampler_and_every_control_follows_it(
 
     assert model_card("emoji").default_sampler == "ddim"  # the shipped cards
     assert model_card("digits").default_sampler == "ddim"
-    meta = json.loads((assets / "tinyrgb.json").read_text())
-    (tmp_path / "anc").mkdir()
-    for p in assets.iterdir():
-        shutil.copy(p, tmp_path / "anc" / p.name)
-    (tmp_path / "anc" / "tinyrgb.json").write_text(json.dumps({**meta, "default_sampler": "ancestral"}))
-    rt = Runtime(tmp_path / "anc", device="cpu", compile=False)
+    anc = copy_with_card(assets, tmp_path / "anc", "tinyrgb", default_sampler="ancestral")
+    copy_with_card(assets, anc, "digits")
+    rt = Runtime(anc, device="cpu", compile=False)
     assert [u["value"] for u in H.sampler_defaults(rt, "tinyrgb", "ddim", "ddim")] == ["ancestral", "ancestral"]
     assert [u["value"] for u in H.sampler_defaults(rt, "digits", "ancestral")] == ["ddim"]
-    for f in ("digits.json", "digits.safetensors"):
-        shutil.copy(assets / f, tmp_path / f)
-    meta = json.loads((tmp_path / "digits.json").read_text())
-    (tmp_path / "digits.json").write_text(json.dumps({**meta, "default_sampler": "euler"}))
+    copy_with_card(assets, tmp_path / "bad", "digits", default_sampler="euler")
     with pytest.raises(WeightsError, match="default_sampler must be one of ddim, ancestral"):
-        model_card("digits", tmp_path)
+        model_card("digits", tmp_path / "bad")
