@@ -1,6 +1,7 @@
 """The colour model's quality figures (issue #12): class accuracy, IS and colour saturation against w.
 
     python bench/colour.py [--model emoji] [--per-class 100] [--sampler ddim] [--steps 10] [--remedies-at 3 8]
+    python bench/colour.py --grid docs/emoji_grid.png --grid-w 0 3 8     (the picture only: each class, 4 seeds per w)
 
 Class accuracy and IS use the model's own classifier, on the same seeds at every w (labels seed mod K); the real
 held-out images' accuracy by the same classifier (overall and class-balanced) is printed as the yardstick. Then each
@@ -20,6 +21,7 @@ import numpy as np  # noqa: E402
 from bench.common import header  # noqa: E402
 from core.data import load_split, to_model_range, to_uint8  # noqa: E402
 from core.guidance import REMEDIES, GuidanceOptions  # noqa: E402
+from core.images import grid_image  # noqa: E402
 from core.cli import add_method_args, method_options  # noqa: E402
 from core.metrics import class_balanced_accuracy, colour_stats, inception_score  # noqa: E402
 from core.pipeline import load_pipeline  # noqa: E402
@@ -36,10 +38,16 @@ def main() -> None:
     ap.add_argument("--w", type=float, nargs="*", default=[0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 8.0])
     ap.add_argument("--remedies-at", type=float, nargs="*", default=[3.0, 8.0])
     ap.add_argument("--methods-at", type=float, nargs="*", default=[], help="w values for APG (--apg-eta/-r/-beta)")
+    ap.add_argument("--grid", type=Path, default=None, help="write only a class-by-(w, seed) grid PNG here")
+    ap.add_argument("--grid-w", type=float, nargs="+", default=[0.0, 3.0, 8.0])
     ap.add_argument("--cfgpp-scales", type=float, nargs="*", default=[], help="CFG++ scales in [0, 1] (DDIM only)")
     add_method_args(ap)
     a = ap.parse_args()
     pipe = load_pipeline(a.model)
+    if a.grid:
+        class_grid(pipe, a.grid_w, 4, SamplerConfig(a.sampler, a.steps, v=a.v)).save(a.grid, optimize=True)
+        print(f"{a.grid}: {pipe.card.num_classes} classes × {len(a.grid_w)} w × 4 seeds, {a.sampler} T = {a.steps}")
+        return
     header(f"colour quality of {a.model}: {a.sampler} T={a.steps}" + (f" v={a.v:g}" if a.sampler == "ancestral" else "")
            + f", {a.per_class} per class")
     k = pipe.card.num_classes
@@ -64,6 +72,15 @@ def main() -> None:
     for scale in a.cfgpp_scales:
         print(f"{'CFG++ scale ' + format(scale, 'g'):>42}: " + measure(pipe, seeds, labels, scale, a,
                                                                      GuidanceOptions(method="cfgpp")), flush=True)
+
+
+def class_grid(pipe, ws: list[float], n_seeds: int, cfg: SamplerConfig):
+    """One row per class: seeds 0…n_seeds−1 at each w, the same noise in every w block (the grids a lecturer shows)."""
+    seeds = list(range(n_seeds))
+    rows = [generate(pipe.model, seeds, [c] * n_seeds, ws, cfg) for c in range(pipe.card.num_classes)]
+    u8 = np.stack([np.concatenate([to_uint8(xw) for xw in x]) for x in rows])  # (K, n_w · n_seeds, H, W, 3)
+    cols = [f"w={w:g} s={1 + w:g}" if j == 0 else "" for w in ws for j in range(n_seeds)]
+    return grid_image(u8, scale=2, row_labels=list(pipe.card.class_names), col_labels=cols)
 
 
 def measure(pipe, seeds: list[int], labels: np.ndarray, w: float, a, opts: GuidanceOptions) -> str:
