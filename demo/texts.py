@@ -134,12 +134,13 @@ BEYOND_METHODS = (
 
 BEYOND_NOTES = r"""
 With $\eta = 1$, no bound and $\beta = 0$, APG is CFG; CFG++ at scale 0 is the unconditional model's DDIM; autoguidance
-with the unconditional half as its "bad model" is CFG (tests check each). APG's defaults lose CFG's accuracy gain here:
-with $\epsilon$-prediction, $\hat x$ is of order $10^4$ at the first steps ($\lambda = -20$), and the momentum carries
-that through all ten steps; "APG (η=0, r=20, β=0)" is the variant without momentum. "Δ from clipped x̂" forms APG's
-$\Delta$ from $\hat x$ clipped to $[-1, 1]$, as a bounded denoiser (EDM's) would give: not the paper's rule, a fix for
-$\epsilon$-prediction. The per-row accuracy and saturation printed under the grid are measured live; the README's
-"Beyond CFG" section discusses every number.
+with the unconditional half as its "bad model" is CFG (tests check each). APG's defaults depend on what the network
+predicts. With $\epsilon$-prediction (digits), $\hat x$ is of order $10^4$ at the first steps ($\lambda = -20$) and
+the momentum carries that through all ten steps, losing CFG's accuracy gain; with v-prediction (emoji), $\hat x$ stays
+in the data's range and the defaults hold saturation near the data's level. "APG (η=0, r=20, β=0)" is the variant
+without momentum. "Δ from clipped x̂" forms APG's $\Delta$ from $\hat x$ clipped to $[-1, 1]$, as a bounded denoiser
+would give: not the paper's rule, a fix for $\epsilon$-prediction. The per-row accuracy and saturation printed under
+the grid are measured live; docs/results.md's "Beyond CFG" section discusses every number.
 """
 
 
