@@ -34,17 +34,17 @@ def main() -> None:
     a = ap.parse_args()
     pipe = load_pipeline(a.model, "cpu")
     header(f"memorisation of {a.model}: N = {a.n} per row, T = {a.steps}, 5th-percentile rule")
-    train, _ = load_split("train", pipe.card.dataset)
-    held, _ = load_split("heldout", pipe.card.dataset)
+    refs = [load_split(split, pipe.card.dataset)[0] for split in ("train", "heldout")]
+    pixel_refs = [r.reshape(len(r), -1).numpy() for r in refs]  # the training and held-out images, computed once
+    feature_refs = [pipe.features(r)[0] for r in refs]
     seeds, k = list(range(a.n)), pipe.card.num_classes
     for sampler in SAMPLERS:
         t = time.perf_counter()
         x = torch.cat([generate(pipe.model, seeds[i:i + BLOCK], [s % k for s in seeds[i:i + BLOCK]], a.w,
                                 SamplerConfig(sampler, a.steps)) for i in range(0, a.n, BLOCK)], dim=1)
         for j, w in enumerate(a.w):
-            flat = [t_.reshape(len(t_), -1).numpy() for t_ in (x[j], train, held)]
-            pixels = too_close_share(*flat)
-            feats = too_close_share(*(pipe.features(t_)[0] for t_ in (x[j], train, held)))
+            pixels = too_close_share(x[j].reshape(len(x[j]), -1).numpy(), *pixel_refs)
+            feats = too_close_share(pipe.features(x[j])[0], *feature_refs)
             print(f"{sampler:>9} w = {w:g}: too close in pixels {100 * pixels:.2f} %, in the classifier's features "
                   f"{100 * feats:.2f} %  [goal ≤ 5 %]", flush=True)
         print(f"{'':>9} {time.perf_counter() - t:.0f} s", flush=True)
